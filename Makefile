@@ -1,0 +1,88 @@
+# orchard — build, run, test.
+#
+#   make run    install missing build dependencies (apt), build, start the server
+#   make test   install missing test dependencies, build with ASan+UBSan, run every test
+#   make bench  run the benchmarks in bench/ (release build)
+#   make fuzz   run each fuzz target for FUZZ_SECONDS (clang/libFuzzer)
+
+CC       ?= gcc
+PKGS     := openssl libevent libevent_openssl libevent_pthreads sqlite3 jansson expat libcurl
+WARN     := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+REL_DIR  := build/rel
+SAN_DIR  := build/san
+REL_FLAGS := -O2 -g
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+SUP_SRC  := $(wildcard tests/support/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+# Debian packages the build and the server need.
+BUILD_DEPS := build-essential pkg-config libssl-dev libevent-dev libsqlite3-dev libjansson-dev \
+              libexpat1-dev libcurl4-openssl-dev
+# Extra packages the tests need.
+TEST_DEPS  := libcmocka-dev openssl curl
+
+DATA_DIR ?= ./var
+FUZZ_SECONDS ?= 60
+
+.PHONY: all run test test-only bench fuzz deps test-deps clean
+
+all: $(REL_DIR)/orchard
+
+deps:
+	@sh tools/install-deps.sh $(BUILD_DEPS)
+
+test-deps:
+	@sh tools/install-deps.sh $(BUILD_DEPS) $(TEST_DEPS)
+
+run: deps
+	@$(MAKE) --no-print-directory $(REL_DIR)/orchard
+	$(REL_DIR)/orchard serve --data-dir $(DATA_DIR)
+
+test: test-deps
+	@$(MAKE) --no-print-directory test-only
+
+test-only: $(SAN_DIR)/orchard $(patsubst tests/%.c,$(SAN_DIR)/tests/%,$(TEST_SRC))
+	@sh tests/run.sh $(SAN_DIR)
+
+# ---- objects -------------------------------------------------------------
+$(REL_DIR)/%.o: %.c $(wildcard src/*.h tests/support/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(REL_FLAGS) $(PKG_CFLAGS) -Isrc -Itests/support -c $< -o $@
+
+$(SAN_DIR)/%.o: %.c $(wildcard src/*.h tests/support/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(SAN_FLAGS) $(PKG_CFLAGS) -Isrc -Itests/support -c $< -o $@
+
+REL_LIB_OBJ := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRC))
+SAN_LIB_OBJ := $(patsubst %.c,$(SAN_DIR)/%.o,$(LIB_SRC))
+REL_SUP_OBJ := $(patsubst %.c,$(REL_DIR)/%.o,$(SUP_SRC))
+SAN_SUP_OBJ := $(patsubst %.c,$(SAN_DIR)/%.o,$(SUP_SRC))
+
+$(REL_DIR)/orchard: $(REL_DIR)/src/main.o $(REL_LIB_OBJ)
+	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(SAN_DIR)/orchard: $(SAN_DIR)/src/main.o $(SAN_LIB_OBJ)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(SAN_DIR)/tests/%: $(SAN_DIR)/tests/%.o $(SAN_SUP_OBJ) $(SAN_LIB_OBJ)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+# ---- benchmarks ----------------------------------------------------------
+$(REL_DIR)/bench/%: $(REL_DIR)/bench/%.o $(REL_SUP_OBJ) $(REL_LIB_OBJ)
+	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+bench: deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC))
+	@sh bench/run.sh $(REL_DIR)
+
+# ---- fuzzing (clang + libFuzzer) ------------------------------------------
+fuzz:
+	@sh fuzz/run.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,204 @@
+/* Storage interface: everything orchard keeps durably.
+ *
+ * Protocol handlers talk only to this interface; each backend (SQLite now,
+ * PostgreSQL next) implements `struct store_ops`. A store_t handle is used by
+ * one thread at a time: the server opens one handle per worker thread.
+ *
+ * Return convention for every operation:
+ *   STORE_OK (0)        success
+ *   STORE_NOTFOUND (1)  the thing asked for does not exist (or is not in the
+ *                       state the operation needs, where documented)
+ *   STORE_CONFLICT (2)  a uniqueness rule would be broken (e.g. command UUID)
+ *   STORE_ERR (-1)      backend failure; store_errmsg() says why
+ *
+ * All strings passed in are borrowed; all strings/buffers handed back in the
+ * *_t structs are heap copies owned by the caller and released with the
+ * matching *_free() function. Times are Unix seconds (int64_t).
+ */
+#ifndef ORCHARD_STORE_H
+#define ORCHARD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { STORE_ERR = -1, STORE_OK = 0, STORE_NOTFOUND = 1, STORE_CONFLICT = 2 };
+
+/* Enrollment lifecycle. */
+#define ENR_STATE_AUTHENTICATED "authenticated" /* Authenticate seen, no TokenUpdate yet */
+#define ENR_STATE_ACTIVE "active"               /* TokenUpdate seen: managed */
+#define ENR_STATE_INACTIVE "inactive"           /* CheckOut (history kept) */
+
+/* Per-target command states. "queued" and "NotNow" are still pending. */
+#define CMD_STATUS_QUEUED "queued"
+#define CMD_STATUS_NOTNOW "NotNow"
+#define CMD_STATUS_ACKNOWLEDGED "Acknowledged"
+#define CMD_STATUS_ERROR "Error"
+#define CMD_STATUS_FORMAT_ERROR "CommandFormatError"
+#define CMD_STATUS_CANCELLED "cancelled"
+
+typedef struct store store_t;
+
+/* One enrollment: a device channel (id = UDID, or EnrollmentID for a user
+ * enrollment) or a user channel (id = "<device id>:<user id>"). */
+typedef struct {
+    char *id;
+    char *device_id;  /* the device-channel enrollment this belongs to (== id for a device channel) */
+    char *udid;       /* may be NULL for user enrollments */
+    char *channel;    /* "device" or "user" */
+    char *topic;
+    char *serial_number, *model, *model_name, *product_name;
+    char *os_version, *build_version, *device_name, *imei, *meid;
+    char *user_id, *user_short_name, *user_long_name; /* user channel only */
+    char *cert_sha256; /* hex SHA-256 of the bound identity certificate DER */
+    char *state;       /* ENR_STATE_* */
+    unsigned char *push_token;
+    size_t push_token_len;
+    char *push_magic;
+    unsigned char *unlock_token;
+    size_t unlock_token_len;
+    int64_t created_at, updated_at, last_seen_at;
+    int64_t authenticated_at, token_updated_at, checked_out_at;
+} enrollment_t;
+
+/* TokenUpdate content. */
+typedef struct {
+    const char *topic;
+    const unsigned char *push_token;
+    size_t push_token_len;
+    const char *push_magic;
+    const unsigned char *unlock_token; /* NULL: keep any stored unlock token */
+    size_t unlock_token_len;
+    /* user channel only; ignored for device channel */
+    const char *user_id, *user_short_name, *user_long_name;
+} token_update_t;
+
+/* A command as enqueued: stored once however many targets it has. */
+typedef struct {
+    char *uuid;
+    char *request_type;
+    unsigned char *body; /* the raw command plist, sent to devices verbatim */
+    size_t body_len;
+    int64_t created_at;
+} command_t;
+
+/* One target's view of a command. */
+typedef struct {
+    char *command_uuid;
+    char *enrollment_id;
+    char *request_type;
+    char *status;             /* CMD_STATUS_* */
+    unsigned char *result;    /* raw plist of the latest report, NULL if none */
+    size_t result_len;
+    char *error_chain_json;   /* JSON array text, NULL if none */
+    int64_t queued_at, updated_at;
+} command_target_t;
+
+/* What a device reported on /mdm/connect for one command. */
+typedef struct {
+    const char *command_uuid;
+    const char *status; /* Acknowledged, Error, CommandFormatError or NotNow */
+    const unsigned char *raw;
+    size_t raw_len;
+    const char *error_chain_json; /* may be NULL */
+} command_report_t;
+
+typedef struct {
+    const char *state;  /* NULL = any */
+    const char *model;  /* exact match on model or product_name; NULL = any */
+    const char *serial; /* NULL = any */
+    const char *after;  /* keyset paging: ids greater than this; NULL = from start */
+    int limit;          /* 1..1000 */
+} enrollment_filter_t;
+
+typedef struct {
+    int64_t id;
+    int64_t at;
+    char *enrollment_id;
+    char *kind;
+    char *detail; /* JSON object text */
+} event_t;
+
+typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
+typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
+typedef int (*event_cb)(void *ctx, const event_t *ev);                   /* non-zero stops */
+
+struct store_ops {
+    const char *name;
+    void (*close)(store_t *s);
+    const char *(*errmsg)(store_t *s);
+
+    /* Enrollments */
+    int (*enrollment_get)(store_t *s, const char *id, enrollment_t *out);
+    /* Finds the device-channel enrollment bound to this certificate. */
+    int (*enrollment_by_cert)(store_t *s, const char *cert_sha256, enrollment_t *out);
+    /* Authenticate: insert or update the device-channel enrollment with the
+     * identity fields of `e` (id, udid, topic, device info, cert_sha256).
+     * A new or inactive enrollment becomes "authenticated" and any command
+     * still pending for it is cancelled (a re-enrolled device must not run
+     * stale commands); an active one stays active. Writes an event. */
+    int (*authenticate)(store_t *s, const enrollment_t *e, int64_t now);
+    /* TokenUpdate: stores push info and makes the enrollment active. For a
+     * user channel (id != device_id) the enrollment is created if missing.
+     * STORE_NOTFOUND if the device-channel enrollment does not exist. */
+    int (*token_update)(store_t *s, const char *id, const char *device_id,
+                        const token_update_t *t, int64_t now);
+    /* CheckOut: marks the device enrollment and its user channels inactive. */
+    int (*checkout)(store_t *s, const char *id, int64_t now);
+    /* Records that the enrollment was heard from (cheap; may be skipped by
+     * callers when last_seen_at is recent). */
+    int (*touch)(store_t *s, const char *id, int64_t now);
+    int (*enrollment_list)(store_t *s, const enrollment_filter_t *f, enrollment_cb cb, void *ctx);
+    int (*enrollment_count)(store_t *s, const char *state, int64_t *out);
+
+    /* Commands */
+    /* Stores `cmd` once and queues it for each of ids[0..n). Per id, status[i]
+     * is set to STORE_OK or STORE_NOTFOUND (unknown enrollment). If no id is
+     * known nothing is stored and STORE_NOTFOUND is returned. STORE_CONFLICT
+     * if the UUID already exists (nothing stored). */
+    int (*command_enqueue)(store_t *s, const command_t *cmd, const char *const *ids, size_t n,
+                           int *status, int64_t now);
+    /* One device exchange step, in one transaction: record `report` (NULL for
+     * Idle) and fetch the next command to hand out. Acknowledged, Error and
+     * CommandFormatError finish the command; NotNow keeps it pending. A
+     * report for a command that is not pending for this enrollment changes
+     * nothing (*report_applied = 0), which makes repeated reports idempotent.
+     * The next command is the oldest pending one; when `report` is not NULL,
+     * commands in NotNow state are skipped (not handed out again in the same
+     * exchange). `next` is filled when STORE_OK, STORE_NOTFOUND = queue empty.
+     * The transaction is durable before this returns. */
+    int (*command_exchange)(store_t *s, const char *id, const command_report_t *report,
+                            int64_t now, int *report_applied, command_t *next);
+    int (*command_get)(store_t *s, const char *uuid, command_t *out);
+    int (*command_targets)(store_t *s, const char *uuid, command_target_cb cb, void *ctx);
+    /* Commands of one enrollment, newest first. pending_only restricts to
+     * queued/NotNow. */
+    int (*enrollment_commands)(store_t *s, const char *id, int pending_only, int limit,
+                               command_target_cb cb, void *ctx);
+    /* Cancels a pending command for one enrollment. STORE_NOTFOUND if it is
+     * not pending there. */
+    int (*command_cancel)(store_t *s, const char *id, const char *uuid, int64_t now);
+
+    /* Event log */
+    int (*event_add)(store_t *s, const char *enrollment_id, const char *kind, const char *detail_json,
+                     int64_t now);
+    int (*event_list)(store_t *s, const char *enrollment_id, int limit, event_cb cb, void *ctx);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Opens a store from a URL: "sqlite:PATH" (or a bare path). Creates and
+ * migrates the schema when needed. NULL on failure, with *err set (heap). */
+store_t *store_open(const char *url, char **err);
+void store_close(store_t *s);
+
+void enrollment_free(enrollment_t *e);
+void command_free(command_t *c);
+void command_target_free(command_target_t *t);
+void event_free(event_t *ev);
+
+/* Backend constructors (used by store_open). */
+store_t *store_sqlite_open(const char *path, char **err);
+
+#endif
