@@ -116,11 +116,11 @@ typedef struct {
     char *enrollment_id;
     char *kind;
     char *detail; /* JSON object text */
-} event_t;
+} store_event_t;
 
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
-typedef int (*event_cb)(void *ctx, const event_t *ev);                   /* non-zero stops */
+typedef int (*event_cb)(void *ctx, const store_event_t *ev);                   /* non-zero stops */
 
 struct store_ops {
     const char *name;
@@ -196,7 +196,7 @@ void store_close(store_t *s);
 void enrollment_free(enrollment_t *e);
 void command_free(command_t *c);
 void command_target_free(command_target_t *t);
-void event_free(event_t *ev);
+void store_event_free(store_event_t *ev);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);

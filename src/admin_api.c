@@ -1,0 +1,510 @@
+/* Admin API under /v1 (JSON), key required.
+ *
+ * The enqueue and push calls keep NanoMDM's URLs and response shape so
+ * existing tools work unchanged; the rest is orchard's own read/cancel API.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "app.h"
+#include "log.h"
+#include "mdm_message.h"
+#include "plist.h"
+#include "plist_json.h"
+#include "util.h"
+
+#define MAX_TARGETS 10000
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static json_t *json_time(int64_t t)
+{
+    if (t <= 0)
+        return json_null();
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char buf[32];
+    if (!gmtime_r(&tt, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return json_null();
+    return json_string(buf);
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static int authorized(const app_t *app, const http_request_t *req)
+{
+    const char *h = http_header(req, "Authorization");
+    if (!h)
+        return 0;
+    if (strncasecmp(h, "Bearer ", 7) == 0)
+        return util_secure_streq(h + 7, app->api_key);
+    if (strncasecmp(h, "Basic ", 6) == 0) {
+        size_t n = 0;
+        unsigned char *dec = util_base64_decode(h + 6, strlen(h + 6), &n);
+        if (!dec)
+            return 0;
+        /* Any user name; the key is the password. */
+        char *colon = memchr(dec, ':', n);
+        int ok = 0;
+        if (colon) {
+            size_t plen = n - (size_t)(colon + 1 - (char *)dec);
+            char *pass = strndup(colon + 1, plen);
+            ok = pass && strlen(pass) == plen && util_secure_streq(pass, app->api_key);
+            if (pass)
+                OPENSSL_cleanse(pass, plen);
+            free(pass);
+        }
+        OPENSSL_cleanse(dec, n);
+        free(dec);
+        return ok;
+    }
+    return 0;
+}
+
+/* Splits "a,b,c" into validated ids. Returns the count, or -1 (reason set). */
+static int split_ids(const char *list, char ***out, char *why, size_t len)
+{
+    *out = NULL;
+    char *copy = strdup(list);
+    if (!copy) {
+        snprintf(why, len, "out of memory");
+        return -1;
+    }
+    size_t cap = 8, n = 0;
+    char **ids = malloc(cap * sizeof *ids);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); ids && tok; tok = strtok_r(NULL, ",", &save)) {
+        /* A user channel id is "<device>:<user>", each part a plain id. */
+        char *colon = strchr(tok, ':');
+        int ok = colon ? (*colon = '\0', mdm_id_valid(tok) && mdm_id_valid(colon + 1)) : mdm_id_valid(tok);
+        if (colon)
+            *colon = ':';
+        if (!ok) {
+            snprintf(why, len, "'%.64s' is not a valid enrollment id", tok);
+            goto fail;
+        }
+        if (n == MAX_TARGETS) {
+            snprintf(why, len, "more than %d ids in one call", MAX_TARGETS);
+            goto fail;
+        }
+        if (n == cap) {
+            char **grown = realloc(ids, 2 * cap * sizeof *ids);
+            if (!grown)
+                goto oom;
+            ids = grown;
+            cap *= 2;
+        }
+        if (!(ids[n] = strdup(tok)))
+            goto oom;
+        n++;
+    }
+    if (!ids)
+        goto oom;
+    if (n == 0) {
+        snprintf(why, len, "no enrollment id given");
+        goto fail;
+    }
+    free(copy);
+    *out = ids;
+    return (int)n;
+oom:
+    snprintf(why, len, "out of memory");
+fail:
+    for (size_t i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(copy);
+    return -1;
+}
+
+static void free_ids(char **ids, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+/* Sends a wake-up to one enrollment; fills the NanoMDM-style per-id object. */
+static void push_one(worker_t *w, const char *id, json_t *entry)
+{
+    enrollment_t e;
+    int rc = w->store->ops->enrollment_get(w->store, id, &e);
+    if (rc != STORE_OK) {
+        json_object_set_new(entry, "push_error", json_string(rc == STORE_NOTFOUND ? "unknown enrollment"
+                                                                                    : "storage error"));
+        return;
+    }
+    char apns_id[64], err[256];
+    if (pusher_push(w->app->pusher, &e, apns_id, sizeof apns_id, err, sizeof err) == 0)
+        json_object_set_new(entry, "push_result", json_string(apns_id));
+    else
+        json_object_set_new(entry, "push_error", json_string(err));
+    enrollment_free(&e);
+}
+
+/* ---- NanoMDM-compatible calls ------------------------------------------------ */
+
+static void api_enqueue(worker_t *w, const http_request_t *req, const char *idlist, http_response_t *resp)
+{
+    if (req->method != HTTP_M_PUT && req->method != HTTP_M_POST) {
+        http_refuse(resp, 405, 1, "enqueue takes PUT with a command plist body");
+        return;
+    }
+    char why[256];
+    char **ids;
+    int n = split_ids(idlist, &ids, why, sizeof why);
+    if (n < 0) {
+        http_refuse(resp, 400, 1, "%s", why);
+        return;
+    }
+    plist_t *cmd = req->body_len ? plist_parse((const char *)req->body, req->body_len, why, sizeof why) : NULL;
+    const char *uuid = NULL, *rtype = NULL;
+    if (!cmd) {
+        http_refuse(resp, 400, 1, "command is not a valid plist: %s", req->body_len ? why : "empty body");
+        goto out;
+    }
+    const plist_t *inner = plist_type(cmd) == PLIST_DICT ? plist_dict_get(cmd, "Command") : NULL;
+    uuid = plist_type(cmd) == PLIST_DICT ? plist_dict_get_string(cmd, "CommandUUID") : NULL;
+    rtype = inner && plist_type(inner) == PLIST_DICT ? plist_dict_get_string(inner, "RequestType") : NULL;
+    if (!uuid || !mdm_id_valid(uuid)) {
+        http_refuse(resp, 400, 1, "command plist needs a CommandUUID string (printable, no spaces, commas or colons)");
+        goto out;
+    }
+    if (!rtype || !*rtype) {
+        http_refuse(resp, 400, 1, "command plist needs Command (a dict) with a RequestType string");
+        goto out;
+    }
+    HTTP_LOG(resp, log_type, rtype);
+    HTTP_LOG(resp, log_id, uuid);
+
+    command_t c = {.uuid = (char *)uuid,
+                   .request_type = (char *)rtype,
+                   .body = (unsigned char *)req->body,
+                   .body_len = req->body_len,
+                   .created_at = util_now()};
+    int *status = calloc((size_t)n, sizeof *status);
+    if (!status) {
+        http_refuse(resp, 503, 1, "out of memory");
+        goto out;
+    }
+    int rc = w->store->ops->command_enqueue(w->store, &c, (const char *const *)ids, (size_t)n, status, c.created_at);
+    if (rc == STORE_CONFLICT || rc == STORE_ERR) {
+        if (rc == STORE_CONFLICT)
+            http_refuse(resp, 409, 1, "a command with UUID %s already exists", uuid);
+        else
+            http_refuse(resp, 503, 1, "storage error: %s", w->store->ops->errmsg(w->store));
+        free(status);
+        goto out;
+    }
+    char nopush_buf[8];
+    const char *nopush = http_query(req, "nopush", nopush_buf, sizeof nopush_buf);
+    int do_push = !(nopush && strcmp(nopush, "0") != 0 && strcasecmp(nopush, "false") != 0);
+
+    json_t *result = json_object(), *per = json_object();
+    int queued = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *entry = json_object();
+        if (status[i] == STORE_OK) {
+            queued++;
+            if (do_push)
+                push_one(w, ids[i], entry);
+        } else {
+            json_object_set_new(entry, "command_error", json_string("unknown enrollment"));
+        }
+        json_object_set_new(per, ids[i], entry);
+    }
+    free(status);
+    json_object_set_new(result, "status", per);
+    if (!do_push)
+        json_object_set_new(result, "no_push", json_true());
+    json_object_set_new(result, "command_uuid", json_string(uuid));
+    json_object_set_new(result, "request_type", json_string(rtype));
+    if (queued == 0) {
+        json_object_set_new(result, "command_error", json_string("no target enrollment is known; nothing queued"));
+        snprintf(resp->log_problem, sizeof resp->log_problem, "enqueue: no known target");
+    }
+    /* Push outcomes are reported per id but do not fail the call: the
+     * command is queued and waits for the device to poll. */
+    http_reply_json(resp, queued == 0 ? 404 : queued < n ? 207 : 200, result);
+out:
+    plist_free(cmd);
+    free_ids(ids, n);
+}
+
+static void api_push(worker_t *w, const http_request_t *req, const char *idlist, http_response_t *resp)
+{
+    if (req->method != HTTP_M_GET && req->method != HTTP_M_POST) {
+        http_refuse(resp, 405, 1, "push takes GET or POST");
+        return;
+    }
+    char why[256];
+    char **ids;
+    int n = split_ids(idlist, &ids, why, sizeof why);
+    if (n < 0) {
+        http_refuse(resp, 400, 1, "%s", why);
+        return;
+    }
+    json_t *per = json_object();
+    for (int i = 0; i < n; i++) {
+        json_t *entry = json_object();
+        push_one(w, ids[i], entry);
+        json_object_set_new(per, ids[i], entry);
+    }
+    free_ids(ids, n);
+    http_reply_json(resp, 200, json_pack("{s:o}", "status", per));
+}
+
+/* ---- devices and commands ------------------------------------------------------ */
+
+static json_t *enrollment_json(const enrollment_t *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(e->id));
+    json_object_set_new(o, "device_id", json_str_or_null(e->device_id));
+    json_object_set_new(o, "udid", json_str_or_null(e->udid));
+    json_object_set_new(o, "channel", json_str_or_null(e->channel));
+    json_object_set_new(o, "state", json_str_or_null(e->state));
+    json_object_set_new(o, "topic", json_str_or_null(e->topic));
+    json_object_set_new(o, "serial_number", json_str_or_null(e->serial_number));
+    json_object_set_new(o, "model", json_str_or_null(e->model));
+    json_object_set_new(o, "model_name", json_str_or_null(e->model_name));
+    json_object_set_new(o, "product_name", json_str_or_null(e->product_name));
+    json_object_set_new(o, "os_version", json_str_or_null(e->os_version));
+    json_object_set_new(o, "build_version", json_str_or_null(e->build_version));
+    json_object_set_new(o, "device_name", json_str_or_null(e->device_name));
+    json_object_set_new(o, "imei", json_str_or_null(e->imei));
+    json_object_set_new(o, "meid", json_str_or_null(e->meid));
+    if (e->user_id || e->user_short_name) {
+        json_object_set_new(o, "user_id", json_str_or_null(e->user_id));
+        json_object_set_new(o, "user_short_name", json_str_or_null(e->user_short_name));
+        json_object_set_new(o, "user_long_name", json_str_or_null(e->user_long_name));
+    }
+    json_object_set_new(o, "cert_sha256", json_str_or_null(e->cert_sha256));
+    /* Push token, PushMagic and UnlockToken are secrets: presence only. */
+    json_object_set_new(o, "push_token_present", json_boolean(e->push_token_len > 0));
+    json_object_set_new(o, "unlock_token_present", json_boolean(e->unlock_token_len > 0));
+    json_object_set_new(o, "created_at", json_time(e->created_at));
+    json_object_set_new(o, "updated_at", json_time(e->updated_at));
+    json_object_set_new(o, "last_seen_at", json_time(e->last_seen_at));
+    json_object_set_new(o, "authenticated_at", json_time(e->authenticated_at));
+    json_object_set_new(o, "token_updated_at", json_time(e->token_updated_at));
+    json_object_set_new(o, "checked_out_at", json_time(e->checked_out_at));
+    return o;
+}
+
+static int collect_enrollment(void *ctx, const enrollment_t *e)
+{
+    json_array_append_new(ctx, enrollment_json(e));
+    return 0;
+}
+
+static void api_devices_list(worker_t *w, const http_request_t *req, http_response_t *resp)
+{
+    char state[32], model[128], serial[128], after[2 * MDM_ID_MAX + 2], limit_s[16];
+    enrollment_filter_t f = {
+        .state = http_query(req, "state", state, sizeof state),
+        .model = http_query(req, "model", model, sizeof model),
+        .serial = http_query(req, "serial", serial, sizeof serial),
+        .after = http_query(req, "after", after, sizeof after),
+        .limit = 100,
+    };
+    if (f.state && strcmp(f.state, ENR_STATE_ACTIVE) != 0 && strcmp(f.state, ENR_STATE_INACTIVE) != 0 &&
+        strcmp(f.state, ENR_STATE_AUTHENTICATED) != 0) {
+        http_refuse(resp, 400, 1, "state must be active, inactive or authenticated");
+        return;
+    }
+    if (http_query(req, "limit", limit_s, sizeof limit_s)) {
+        char *end;
+        long l = strtol(limit_s, &end, 10);
+        if (*end || l < 1 || l > 1000) {
+            http_refuse(resp, 400, 1, "limit must be from 1 to 1000");
+            return;
+        }
+        f.limit = (int)l;
+    }
+    json_t *arr = json_array();
+    if (w->store->ops->enrollment_list(w->store, &f, collect_enrollment, arr) != STORE_OK) {
+        json_decref(arr);
+        http_refuse(resp, 503, 1, "storage error: %s", w->store->ops->errmsg(w->store));
+        return;
+    }
+    size_t n = json_array_size(arr);
+    json_t *next = json_null();
+    if (n == (size_t)f.limit)
+        next = json_incref(json_object_get(json_array_get(arr, n - 1), "id"));
+    http_reply_json(resp, 200, json_pack("{s:o,s:o}", "devices", arr, "next", next));
+}
+
+static json_t *target_json(const command_target_t *t)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "command_uuid", json_string(t->command_uuid));
+    json_object_set_new(o, "enrollment_id", json_string(t->enrollment_id));
+    json_object_set_new(o, "request_type", json_str_or_null(t->request_type));
+    json_object_set_new(o, "status", json_string(t->status));
+    json_object_set_new(o, "queued_at", json_time(t->queued_at));
+    json_object_set_new(o, "updated_at", json_time(t->updated_at));
+    json_t *result = json_null();
+    if (t->result && t->result_len) {
+        plist_t *p = plist_parse((const char *)t->result, t->result_len, NULL, 0);
+        if (p) {
+            json_t *j = plist_to_json(p);
+            if (j) {
+                json_decref(result);
+                result = j;
+            }
+            plist_free(p);
+        }
+    }
+    json_object_set_new(o, "result", result);
+    json_t *chain = t->error_chain_json ? json_loads(t->error_chain_json, 0, NULL) : NULL;
+    json_object_set_new(o, "error_chain", chain ? chain : json_null());
+    return o;
+}
+
+static int collect_target(void *ctx, const command_target_t *t)
+{
+    json_array_append_new(ctx, target_json(t));
+    return 0;
+}
+
+static int collect_event(void *ctx, const store_event_t *ev)
+{
+    json_t *detail = ev->detail ? json_loads(ev->detail, 0, NULL) : NULL;
+    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:o}", "id", (json_int_t)ev->id, "at", json_time(ev->at),
+                                         "kind", ev->kind, "detail", detail ? detail : json_null()));
+    return 0;
+}
+
+static void api_device(worker_t *w, const http_request_t *req, const char *rest, http_response_t *resp)
+{
+    store_t *s = w->store;
+    /* rest = "{id}" | "{id}/commands" | "{id}/commands/{uuid}" | "{id}/events" */
+    char id[2 * MDM_ID_MAX + 2];
+    const char *slash = strchr(rest, '/');
+    size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (idlen == 0 || idlen >= sizeof id) {
+        http_refuse(resp, 404, 1, "no such device");
+        return;
+    }
+    memcpy(id, rest, idlen);
+    id[idlen] = '\0';
+    HTTP_LOG(resp, log_id, id);
+    const char *sub = slash ? slash + 1 : "";
+
+    enrollment_t e;
+    int rc = s->ops->enrollment_get(s, id, &e);
+    if (rc == STORE_ERR) {
+        http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+        return;
+    }
+    if (rc == STORE_NOTFOUND) {
+        http_refuse(resp, 404, 1, "no enrollment with id %.100s", id);
+        return;
+    }
+    if (*sub == '\0' && req->method == HTTP_M_GET) {
+        http_reply_json(resp, 200, enrollment_json(&e));
+    } else if (strcmp(sub, "commands") == 0 && req->method == HTTP_M_GET) {
+        char pend[8], lim[16];
+        int pending_only = http_query(req, "pending", pend, sizeof pend) && strcmp(pend, "0") != 0;
+        int limit = 100;
+        if (http_query(req, "limit", lim, sizeof lim))
+            limit = atoi(lim) < 1 ? 1 : atoi(lim) > 1000 ? 1000 : atoi(lim);
+        json_t *arr = json_array();
+        if (s->ops->enrollment_commands(s, id, pending_only, limit, collect_target, arr) != STORE_OK) {
+            json_decref(arr);
+            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+        } else {
+            http_reply_json(resp, 200, json_pack("{s:o}", "commands", arr));
+        }
+    } else if (strncmp(sub, "commands/", 9) == 0 && req->method == HTTP_M_DELETE) {
+        const char *uuid = sub + 9;
+        HTTP_LOG(resp, log_type, "cancel");
+        rc = mdm_id_valid(uuid) ? s->ops->command_cancel(s, id, uuid, util_now()) : STORE_NOTFOUND;
+        if (rc == STORE_OK)
+            http_reply_json(resp, 200, json_pack("{s:s,s:s,s:s}", "command_uuid", uuid, "enrollment_id", id,
+                                                 "status", CMD_STATUS_CANCELLED));
+        else if (rc == STORE_NOTFOUND)
+            http_refuse(resp, 404, 1, "no pending command %.64s for %.100s", uuid, id);
+        else
+            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+    } else if (strcmp(sub, "events") == 0 && req->method == HTTP_M_GET) {
+        json_t *arr = json_array();
+        if (s->ops->event_list(s, id, 200, collect_event, arr) != STORE_OK) {
+            json_decref(arr);
+            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+        } else {
+            http_reply_json(resp, 200, json_pack("{s:o}", "events", arr));
+        }
+    } else {
+        http_refuse(resp, 404, 1, "no such endpoint for %s /v1/devices/{id}/%.64s", req->method_name, sub);
+    }
+    enrollment_free(&e);
+}
+
+static void api_command(worker_t *w, const http_request_t *req, const char *uuid, http_response_t *resp)
+{
+    store_t *s = w->store;
+    if (req->method != HTTP_M_GET) {
+        http_refuse(resp, 405, 1, "commands/{uuid} takes GET");
+        return;
+    }
+    HTTP_LOG(resp, log_id, uuid);
+    command_t c;
+    int rc = mdm_id_valid(uuid) ? s->ops->command_get(s, uuid, &c) : STORE_NOTFOUND;
+    if (rc == STORE_NOTFOUND) {
+        http_refuse(resp, 404, 1, "no command %.64s", uuid);
+        return;
+    }
+    if (rc != STORE_OK) {
+        http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+        return;
+    }
+    json_t *targets = json_array();
+    if (s->ops->command_targets(s, uuid, collect_target, targets) != STORE_OK) {
+        json_decref(targets);
+        command_free(&c);
+        http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "command_uuid", json_string(c.uuid));
+    json_object_set_new(o, "request_type", json_str_or_null(c.request_type));
+    json_object_set_new(o, "created_at", json_time(c.created_at));
+    plist_t *p = plist_parse((const char *)c.body, c.body_len, NULL, 0);
+    json_object_set_new(o, "command", p ? plist_to_json(p) : json_null());
+    plist_free(p);
+    json_object_set_new(o, "targets", targets);
+    command_free(&c);
+    http_reply_json(resp, 200, o);
+}
+
+void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *resp)
+{
+    if (!authorized(w->app, req)) {
+        http_add_header(resp, "WWW-Authenticate", "Basic realm=\"orchard\"");
+        http_refuse(resp, 401, 1, "admin API key missing or wrong");
+        return;
+    }
+    const char *p = req->path + 4; /* after "/v1/" */
+    if (strncmp(p, "enqueue/", 8) == 0)
+        api_enqueue(w, req, p + 8, resp);
+    else if (strncmp(p, "push/", 5) == 0)
+        api_push(w, req, p + 5, resp);
+    else if (strcmp(p, "devices") == 0 && req->method == HTTP_M_GET)
+        api_devices_list(w, req, resp);
+    else if (strncmp(p, "devices/", 8) == 0)
+        api_device(w, req, p + 8, resp);
+    else if (strncmp(p, "commands/", 9) == 0)
+        api_command(w, req, p + 9, resp);
+    else
+        http_refuse(resp, 404, 1, "no such endpoint: %s %.100s", req->method_name, req->path);
+}

@@ -1,0 +1,246 @@
+/* `orchard serve` configuration parsing. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_DATA_DIR,
+    OPT_DB,
+    OPT_PUBLIC_URL,
+    OPT_API_KEY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_CLIENT_CA,
+    OPT_CLIENT_CERT_HEADER,
+    OPT_INSECURE_HTTP,
+    OPT_LOG_LEVEL,
+    OPT_MAX_BODY,
+    OPT_WORKERS,
+    OPT_TIMEOUT,
+    OPT_NOOP,
+    OPT_HELP
+};
+
+/* One table drives getopt, the environment names and --help. */
+static const struct setting {
+    const char *flag;
+    int has_arg;
+    int id;
+    const char *env;
+    const char *arg;
+    const char *help;
+} settings[] = {
+    {"listen", 1, OPT_LISTEN, "ORCHARD_LISTEN", "ADDR:PORT", "address to listen on (default 0.0.0.0:8443)"},
+    {"data-dir", 1, OPT_DATA_DIR, "ORCHARD_DATA_DIR", "DIR",
+     "state directory: database, CA, TLS certificate, API key (default ./var)"},
+    {"db", 1, OPT_DB, "ORCHARD_DB", "URL", "database: sqlite:PATH (default sqlite:DIR/orchard.db)"},
+    {"public-url", 1, OPT_PUBLIC_URL, "ORCHARD_PUBLIC_URL", "URL",
+     "base URL devices use to reach orchard, put into profiles (default https://HOSTNAME:PORT)"},
+    {"api-key", 1, OPT_API_KEY, "ORCHARD_API_KEY", "KEY",
+     "admin API key (default: generated once and stored in DIR/api.key); prefer the environment "
+     "variable, flags are visible in the process list"},
+    {"tls-cert", 1, OPT_TLS_CERT, "ORCHARD_TLS_CERT", "FILE",
+     "TLS server certificate chain, PEM (default DIR/tls.pem, created on first start)"},
+    {"tls-key", 1, OPT_TLS_KEY, "ORCHARD_TLS_KEY", "FILE", "TLS server private key, PEM (default DIR/tls.key)"},
+    {"client-ca", 1, OPT_CLIENT_CA, "ORCHARD_CLIENT_CA", "FILE",
+     "CA bundle that device identity certificates must chain to (default DIR/ca.pem)"},
+    {"client-cert-header", 1, OPT_CLIENT_CERT_HEADER, "ORCHARD_CLIENT_CERT_HEADER", "NAME",
+     "trust this request header for the device certificate (URL-escaped PEM or RFC 9440); only "
+     "behind a proxy that always sets it"},
+    {"insecure-http", 0, OPT_INSECURE_HTTP, "ORCHARD_INSECURE_HTTP", NULL,
+     "serve plain HTTP; only behind a TLS-terminating proxy"},
+    {"log-level", 1, OPT_LOG_LEVEL, "ORCHARD_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
+    {"max-body", 1, OPT_MAX_BODY, "ORCHARD_MAX_BODY", "BYTES", "largest accepted request body (default 2097152)"},
+    {"workers", 1, OPT_WORKERS, "ORCHARD_WORKERS", "N", "worker threads (default: number of CPUs)"},
+    {"timeout", 1, OPT_TIMEOUT, "ORCHARD_TIMEOUT", "SECONDS",
+     "read/write/idle timeout of a connection (default 30)"},
+    {"enable-noop-endpoint", 0, OPT_NOOP, "ORCHARD_ENABLE_NOOP_ENDPOINT", NULL,
+     "serve PUT /bench/noop (an empty 200), the benchmark's ceiling for the HTTP stack"},
+    {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "usage: orchard serve [options]\n\n"
+                 "Runs the MDM server: check-in and command endpoints for devices (/mdm/checkin,\n"
+                 "/mdm/connect, /mdm) and the admin API (/v1/...). Every option can also be set\n"
+                 "with the environment variable shown; a flag wins over the environment.\n\n");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", settings[i].flag, settings[i].arg ? " " : "",
+                 settings[i].arg ? settings[i].arg : "");
+        fprintf(out, "  %-32s %s\n", left, settings[i].help);
+        if (settings[i].env)
+            fprintf(out, "  %-32s [env %s]\n", "", settings[i].env);
+    }
+}
+
+static int parse_long(const char *name, const char *v, long min, long max, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "orchard serve: --%s must be a whole number from %ld to %ld (got '%s')\n", name, min,
+                max, v);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static void set_str(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = strdup(v);
+}
+
+static int apply(config_t *c, const struct setting *s, const char *v)
+{
+    long n;
+    switch (s->id) {
+    case OPT_LISTEN:
+        if (!strrchr(v, ':')) {
+            fprintf(stderr, "orchard serve: --listen takes ADDR:PORT (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->listen, v);
+        break;
+    case OPT_DATA_DIR: set_str(&c->data_dir, v); break;
+    case OPT_DB: set_str(&c->db, v); break;
+    case OPT_PUBLIC_URL:
+        if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0) {
+            fprintf(stderr, "orchard serve: --public-url must start with https:// (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->public_url, v);
+        break;
+    case OPT_API_KEY:
+        if (strlen(v) < 16) {
+            fprintf(stderr, "orchard serve: --api-key must be at least 16 characters\n");
+            return -1;
+        }
+        set_str(&c->api_key, v);
+        break;
+    case OPT_TLS_CERT: set_str(&c->tls_cert, v); break;
+    case OPT_TLS_KEY: set_str(&c->tls_key, v); break;
+    case OPT_CLIENT_CA: set_str(&c->client_ca, v); break;
+    case OPT_CLIENT_CERT_HEADER: set_str(&c->client_cert_header, v); break;
+    case OPT_INSECURE_HTTP: c->insecure_http = v == NULL || strcmp(v, "0") != 0; break;
+    case OPT_NOOP: c->noop_endpoint = v == NULL || strcmp(v, "0") != 0; break;
+    case OPT_LOG_LEVEL:
+        if (log_parse_level(v, &c->log_level) != 0) {
+            fprintf(stderr, "orchard serve: --log-level must be debug, info, warn or error (got '%s')\n", v);
+            return -1;
+        }
+        break;
+    case OPT_MAX_BODY:
+        if (parse_long(s->flag, v, 1024, 256L * 1024 * 1024, &n))
+            return -1;
+        c->max_body = (size_t)n;
+        break;
+    case OPT_WORKERS:
+        if (parse_long(s->flag, v, 1, 256, &n))
+            return -1;
+        c->workers = (int)n;
+        break;
+    case OPT_TIMEOUT:
+        if (parse_long(s->flag, v, 1, 3600, &n))
+            return -1;
+        c->timeout_seconds = (int)n;
+        break;
+    default: break;
+    }
+    return 0;
+}
+
+int config_parse(config_t *c, int argc, char **argv)
+{
+    memset(c, 0, sizeof *c);
+    c->log_level = LOG_INFO;
+    c->max_body = 2 * 1024 * 1024;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = cpus > 0 ? (int)(cpus > 64 ? 64 : cpus) : 2;
+    c->timeout_seconds = 30;
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
+        if (v && *v && apply(c, &settings[i], v) != 0)
+            return -1;
+    }
+
+    struct option longopts[NSETTINGS + 1];
+    for (size_t i = 0; i < NSETTINGS; i++)
+        longopts[i] = (struct option){settings[i].flag, settings[i].has_arg, NULL, settings[i].id};
+    longopts[NSETTINGS] = (struct option){0, 0, 0, 0};
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (ch == 'h' || ch == OPT_HELP) {
+            config_usage(stdout);
+            return 1;
+        }
+        const struct setting *s = NULL;
+        for (size_t i = 0; i < NSETTINGS; i++)
+            if (settings[i].id == ch)
+                s = &settings[i];
+        if (!s) {
+            fprintf(stderr, "orchard serve: see 'orchard serve --help'\n");
+            return -1;
+        }
+        if (apply(c, s, s->has_arg ? optarg : NULL) != 0)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "orchard serve: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+
+    if (!c->listen)
+        c->listen = strdup("0.0.0.0:8443");
+    if (!c->data_dir)
+        c->data_dir = strdup("./var");
+    if (!c->db)
+        c->db = util_strdup_printf("sqlite:%s/orchard.db", c->data_dir);
+    if (!c->tls_cert)
+        c->tls_cert = util_strdup_printf("%s/tls.pem", c->data_dir);
+    if (!c->tls_key)
+        c->tls_key = util_strdup_printf("%s/tls.key", c->data_dir);
+    if (!c->client_ca)
+        c->client_ca = util_strdup_printf("%s/ca.pem", c->data_dir);
+    if (!c->public_url) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        const char *port = strrchr(c->listen, ':') + 1;
+        c->public_url = util_strdup_printf("%s://%s:%s", c->insecure_http ? "http" : "https", host, port);
+    }
+    if (!c->listen || !c->data_dir || !c->db || !c->tls_cert || !c->tls_key || !c->client_ca || !c->public_url) {
+        fprintf(stderr, "orchard serve: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(config_t *c)
+{
+    free(c->listen);
+    free(c->data_dir);
+    free(c->db);
+    free(c->public_url);
+    if (c->api_key) {
+        memset(c->api_key, 0, strlen(c->api_key));
+        free(c->api_key);
+    }
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->client_ca);
+    free(c->client_cert_header);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,34 @@
+/* `orchard serve` configuration: flags, with ORCHARD_* environment variables
+ * as defaults (flag > environment > built-in default). */
+#ifndef ORCHARD_CONFIG_H
+#define ORCHARD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "log.h"
+
+typedef struct {
+    char *listen;             /* ADDR:PORT, default 0.0.0.0:8443 */
+    char *data_dir;           /* default ./var */
+    char *db;                 /* default sqlite:<data_dir>/orchard.db */
+    char *public_url;         /* what goes into profiles; default https://<hostname>:<port> */
+    char *api_key;            /* default: generated once into <data_dir>/api.key */
+    char *tls_cert, *tls_key; /* default: <data_dir>/tls.pem, tls.key (created) */
+    char *client_ca;          /* device identity CA bundle; default <data_dir>/ca.pem */
+    char *client_cert_header; /* proxy header carrying the client cert; NULL = ignored */
+    int insecure_http;        /* plain HTTP behind a TLS-terminating proxy */
+    log_level_t log_level;
+    size_t max_body;          /* bytes, default 2 MiB */
+    int workers;              /* worker threads, default = online CPUs */
+    int timeout_seconds;      /* read/write/idle timeout per connection, default 30 */
+    int noop_endpoint;        /* PUT /bench/noop: the benchmark's no-op ceiling */
+} config_t;
+
+/* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,
+ * -1 on a usage error (message already printed to stderr). */
+int config_parse(config_t *c, int argc, char **argv);
+void config_free(config_t *c);
+void config_usage(FILE *out);
+
+#endif

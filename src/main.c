@@ -1,0 +1,46 @@
+/* orchard: one binary for the server and its admin command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "serve.h"
+
+#ifndef ORCHARD_VERSION
+#define ORCHARD_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: orchard COMMAND [options]\n\n"
+                 "  serve      run the MDM server (orchard serve --help)\n"
+                 "  devices    list and inspect enrolled devices\n"
+                 "  enqueue    queue a raw MDM command plist for one or more devices\n"
+                 "  commands   show or cancel a command\n"
+                 "  push       send an APNs wake-up to devices\n"
+                 "  version    print the version\n\n"
+                 "Each command has --help.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return serve_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "devices") == 0 || strcmp(cmd, "enqueue") == 0 || strcmp(cmd, "commands") == 0 ||
+        strcmp(cmd, "push") == 0)
+        return cli_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("orchard %s\n", ORCHARD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "orchard: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,119 @@
+/* Device request identity (see mdm_auth.h for the rules). */
+#include "mdm_auth.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509v3.h>
+
+#include "pki.h"
+
+static int finish(mdm_identity_t *out, X509 *cert, const char *source, char *err, size_t errlen)
+{
+    if (pki_cert_sha256_hex(cert, out->sha256) != 0) {
+        X509_free(cert);
+        snprintf(err, errlen, "cannot hash the client certificate");
+        return -1;
+    }
+    out->cert = cert;
+    out->source = source;
+    return 0;
+}
+
+int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const app_t *app = w->app;
+    char why[256];
+
+    const char *sig = http_header(req, "Mdm-Signature");
+    if (sig) {
+        X509 *cert = identity_from_mdm_signature(app->verifier, sig, req->body, req->body_len, why, sizeof why);
+        if (!cert) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        return finish(out, cert, "mdm-signature", err, errlen);
+    }
+
+    const char *hname = app->cfg->client_cert_header;
+    const char *hval = hname ? http_header(req, hname) : NULL;
+    if (hval && *hval) {
+        X509 *cert = identity_from_header(hval, why, sizeof why);
+        if (!cert) {
+            snprintf(err, errlen, "client certificate header %s: %s", hname, why);
+            return -1;
+        }
+        if (identity_verify_cert(app->verifier, cert, NULL, why, sizeof why) != 0) {
+            X509_free(cert);
+            snprintf(err, errlen, "client certificate (header %s) is not trusted: %s", hname, why);
+            return -1;
+        }
+        return finish(out, cert, "header", err, errlen);
+    }
+
+    if (req->peer_cert) {
+        if (identity_verify_cert(app->verifier, req->peer_cert, req->peer_chain, why, sizeof why) != 0) {
+            snprintf(err, errlen, "client certificate (TLS) is not trusted: %s", why);
+            return -1;
+        }
+        X509_up_ref(req->peer_cert);
+        return finish(out, req->peer_cert, "mtls", err, errlen);
+    }
+    snprintf(err, errlen, "no client certificate (no TLS client certificate, no Mdm-Signature%s)",
+             hname ? ", no proxy header" : "");
+    return -1;
+}
+
+void mdm_identity_clear(mdm_identity_t *id)
+{
+    X509_free(id->cert);
+    memset(id, 0, sizeof *id);
+}
+
+int mdm_cert_names_device(X509 *cert, const char *udid)
+{
+    X509_NAME *subject = X509_get_subject_name(cert);
+    int idx = -1;
+    while ((idx = X509_NAME_get_index_by_NID(subject, NID_commonName, idx)) >= 0) {
+        ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
+        const unsigned char *d = ASN1_STRING_get0_data(s);
+        int n = ASN1_STRING_length(s);
+        if (n > 0 && (size_t)n == strlen(udid) && strncasecmp((const char *)d, udid, (size_t)n) == 0)
+            return 1;
+    }
+    GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !found; i++) {
+        GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+        if (gn->type != GEN_DNS)
+            continue;
+        const unsigned char *d = ASN1_STRING_get0_data(gn->d.dNSName);
+        int n = ASN1_STRING_length(gn->d.dNSName);
+        found = n > 0 && (size_t)n == strlen(udid) && strncasecmp((const char *)d, udid, (size_t)n) == 0;
+    }
+    GENERAL_NAMES_free(sans);
+    return found;
+}
+
+int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, enrollment_t *dev, char *err,
+                  size_t errlen)
+{
+    memset(dev, 0, sizeof *dev);
+    int rc = w->store->ops->enrollment_get(w->store, device_id, dev);
+    if (rc == STORE_NOTFOUND) {
+        snprintf(err, errlen, "unknown device: no Authenticate for this UDID");
+        return 401;
+    }
+    if (rc != STORE_OK) {
+        snprintf(err, errlen, "storage error: %s", w->store->ops->errmsg(w->store));
+        return 503;
+    }
+    if (!dev->cert_sha256 || strcmp(dev->cert_sha256, id->sha256) != 0) {
+        snprintf(err, errlen, "certificate %.16s... is not the one bound to this UDID", id->sha256);
+        enrollment_free(dev);
+        return 401;
+    }
+    return 200;
+}

@@ -1,0 +1,231 @@
+/* Check-in protocol: PUT /mdm/checkin (and /mdm with a MessageType).
+ *
+ * Apple's rule: 200 accepts, 401 rejects (and makes the device remove its
+ * MDM profile). orchard answers 400 for malformed messages and unknown
+ * message types, 401 for identity failures, 503 when storage fails (so the
+ * device retries instead of unenrolling).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "log.h"
+#include "mdm_auth.h"
+#include "mdm_message.h"
+#include "util.h"
+
+typedef void (*checkin_fn)(worker_t *w, const http_request_t *req, mdm_message_t *m, const mdm_identity_t *ident,
+                           http_response_t *resp);
+
+static void storage_failed(worker_t *w, http_response_t *resp)
+{
+    http_refuse(resp, 503, 0, "storage error: %s", w->store->ops->errmsg(w->store));
+}
+
+static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                                 const mdm_identity_t *ident, http_response_t *resp)
+{
+    (void)req;
+    store_t *s = w->store;
+    if (m->user_channel) {
+        http_refuse(resp, 400, 0, "Authenticate is a device-channel message but names a user");
+        return;
+    }
+    enrollment_t other;
+    int rc = s->ops->enrollment_by_cert(s, ident->sha256, &other);
+    if (rc == STORE_ERR) {
+        storage_failed(w, resp);
+        return;
+    }
+    if (rc == STORE_OK) {
+        int elsewhere = strcmp(other.id, m->device_id) != 0;
+        enrollment_free(&other);
+        if (elsewhere) {
+            http_refuse(resp, 401, 0, "certificate is bound to another device");
+            return;
+        }
+    }
+    enrollment_t cur;
+    rc = s->ops->enrollment_get(s, m->device_id, &cur);
+    if (rc == STORE_ERR) {
+        storage_failed(w, resp);
+        return;
+    }
+    if (rc == STORE_OK) {
+        /* Renewal rule: an active enrollment moves to a new certificate only
+         * if that certificate was issued for this device (names its UDID).
+         * Otherwise anyone holding some certificate from the CA could take
+         * over an enrolled UDID with a forged Authenticate. */
+        int rebind = cur.cert_sha256 && strcmp(cur.cert_sha256, ident->sha256) != 0;
+        int refused = rebind && strcmp(cur.state, ENR_STATE_ACTIVE) == 0 &&
+                      !mdm_cert_names_device(ident->cert, m->device_id);
+        enrollment_free(&cur);
+        if (refused) {
+            http_refuse(resp, 401, 0,
+                        "device is enrolled with another certificate and the new one does not name this UDID");
+            return;
+        }
+    }
+    enrollment_t e;
+    memset(&e, 0, sizeof e);
+    e.id = e.device_id = m->device_id;
+    e.udid = (char *)m->udid;
+    e.channel = "device";
+    e.topic = (char *)m->topic;
+    e.serial_number = (char *)plist_dict_get_string(m->root, "SerialNumber");
+    e.model = (char *)plist_dict_get_string(m->root, "Model");
+    e.model_name = (char *)plist_dict_get_string(m->root, "ModelName");
+    e.product_name = (char *)plist_dict_get_string(m->root, "ProductName");
+    e.os_version = (char *)plist_dict_get_string(m->root, "OSVersion");
+    e.build_version = (char *)plist_dict_get_string(m->root, "BuildVersion");
+    e.device_name = (char *)plist_dict_get_string(m->root, "DeviceName");
+    e.imei = (char *)plist_dict_get_string(m->root, "IMEI");
+    e.meid = (char *)plist_dict_get_string(m->root, "MEID");
+    e.cert_sha256 = (char *)ident->sha256;
+    if (s->ops->authenticate(s, &e, util_now()) != STORE_OK) {
+        storage_failed(w, resp);
+        return;
+    }
+    http_reply(resp, 200, NULL, NULL, 0);
+}
+
+static void checkin_token_update(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                                 const mdm_identity_t *ident, http_response_t *resp)
+{
+    (void)req;
+    store_t *s = w->store;
+    char why[256];
+    enrollment_t dev;
+    int code = mdm_authorize(w, ident, m->device_id, &dev, why, sizeof why);
+    if (code != 200) {
+        http_refuse(resp, code, 0, "%s", why);
+        return;
+    }
+    /* A user channel only exists under a managed device channel. */
+    int device_gone = m->user_channel && strcmp(dev.state, ENR_STATE_INACTIVE) == 0;
+    enrollment_free(&dev);
+    if (device_gone) {
+        http_refuse(resp, 401, 0, "user-channel TokenUpdate for a checked-out device");
+        return;
+    }
+    token_update_t t;
+    memset(&t, 0, sizeof t);
+    t.topic = m->topic;
+    t.push_token = plist_dict_get_data(m->root, "Token", &t.push_token_len);
+    t.push_magic = plist_dict_get_string(m->root, "PushMagic");
+    t.unlock_token = plist_dict_get_data(m->root, "UnlockToken", &t.unlock_token_len);
+    t.user_id = m->user_id;
+    t.user_short_name = m->user_short_name;
+    t.user_long_name = m->user_long_name;
+    int rc = s->ops->token_update(s, m->id, m->device_id, &t, util_now());
+    if (rc == STORE_NOTFOUND) {
+        http_refuse(resp, 401, 0, "unknown enrollment");
+        return;
+    }
+    if (rc != STORE_OK) {
+        storage_failed(w, resp);
+        return;
+    }
+    http_reply(resp, 200, NULL, NULL, 0);
+}
+
+static void checkin_checkout(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                             const mdm_identity_t *ident, http_response_t *resp)
+{
+    (void)req;
+    store_t *s = w->store;
+    if (m->user_channel) {
+        http_refuse(resp, 400, 0, "CheckOut is a device-channel message but names a user");
+        return;
+    }
+    char why[256];
+    enrollment_t dev;
+    int code = mdm_authorize(w, ident, m->device_id, &dev, why, sizeof why);
+    if (code != 200) {
+        http_refuse(resp, code, 0, "%s", why);
+        return;
+    }
+    enrollment_free(&dev);
+    int rc = s->ops->checkout(s, m->device_id, util_now());
+    if (rc != STORE_OK) {
+        if (rc == STORE_NOTFOUND)
+            http_refuse(resp, 401, 0, "unknown enrollment");
+        else
+            storage_failed(w, resp);
+        return;
+    }
+    http_reply(resp, 200, NULL, NULL, 0);
+}
+
+/* The message types orchard handles and the keys each must carry, beyond the
+ * envelope checked by mdm_message_parse. Later features add rows here. */
+static const mdm_key_spec_t authenticate_keys[] = {
+    {"Topic", PLIST_STRING, 1},        {"SerialNumber", PLIST_STRING, 0}, {"Model", PLIST_STRING, 0},
+    {"ModelName", PLIST_STRING, 0},    {"ProductName", PLIST_STRING, 0},  {"OSVersion", PLIST_STRING, 0},
+    {"BuildVersion", PLIST_STRING, 0}, {"DeviceName", PLIST_STRING, 0},   {"IMEI", PLIST_STRING, 0},
+    {"MEID", PLIST_STRING, 0},
+};
+static const mdm_key_spec_t token_update_keys[] = {
+    {"Topic", PLIST_STRING, 1},
+    {"Token", PLIST_DATA, 1},
+    {"PushMagic", PLIST_STRING, 1},
+    {"UnlockToken", PLIST_DATA, 0},
+    {"AwaitingConfiguration", PLIST_BOOL, 0},
+};
+static const mdm_key_spec_t checkout_keys[] = {
+    {"Topic", PLIST_STRING, 0},
+};
+
+static const struct {
+    const char *type;
+    checkin_fn fn;
+    const mdm_key_spec_t *keys;
+    size_t nkeys;
+} checkin_types[] = {
+    {"Authenticate", checkin_authenticate, authenticate_keys, sizeof authenticate_keys / sizeof authenticate_keys[0]},
+    {"TokenUpdate", checkin_token_update, token_update_keys, sizeof token_update_keys / sizeof token_update_keys[0]},
+    {"CheckOut", checkin_checkout, checkout_keys, sizeof checkout_keys / sizeof checkout_keys[0]},
+};
+
+/* Handles a parsed check-in message (shared with the single-URL route). */
+void mdm_checkin_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp)
+{
+    HTTP_LOG(resp, log_id, m->id);
+    HTTP_LOG(resp, log_type, m->message_type ? m->message_type : "-");
+    if (!m->message_type) {
+        http_refuse(resp, 400, 0, "check-in message without MessageType");
+        return;
+    }
+    size_t i;
+    for (i = 0; i < sizeof checkin_types / sizeof checkin_types[0]; i++)
+        if (strcmp(checkin_types[i].type, m->message_type) == 0)
+            break;
+    if (i == sizeof checkin_types / sizeof checkin_types[0]) {
+        http_refuse(resp, 400, 0, "unsupported check-in MessageType '%.64s'", m->message_type);
+        return;
+    }
+    char why[256];
+    if (mdm_check_keys(m->root, checkin_types[i].keys, checkin_types[i].nkeys, why, sizeof why) != 0) {
+        http_refuse(resp, 400, 0, "%s: %s", m->message_type, why);
+        return;
+    }
+    mdm_identity_t ident;
+    if (mdm_identify(w, req, &ident, why, sizeof why) != 0) {
+        http_refuse(resp, 401, 0, "%s", why);
+        return;
+    }
+    checkin_types[i].fn(w, req, m, &ident, resp);
+    mdm_identity_clear(&ident);
+}
+
+void mdm_checkin_handle(worker_t *w, const http_request_t *req, http_response_t *resp)
+{
+    mdm_message_t m;
+    char why[256];
+    if (mdm_message_parse(req->body, req->body_len, &m, why, sizeof why) != 0) {
+        http_refuse(resp, 400, 0, "check-in: %s", why);
+        return;
+    }
+    mdm_checkin_dispatch(w, req, &m, resp);
+    mdm_message_free(&m);
+}

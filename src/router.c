@@ -1,0 +1,58 @@
+/* Maps request paths to handlers. */
+#include <string.h>
+
+#include "app.h"
+
+#define CHECKIN_CONTENT_TYPE "application/x-apple-aspen-mdm-checkin"
+
+static int device_method_ok(const http_request_t *req, http_response_t *resp)
+{
+    /* Devices PUT; POST is accepted for tools that cannot. */
+    if (req->method == HTTP_M_PUT || req->method == HTTP_M_POST)
+        return 1;
+    http_refuse(resp, 405, 0, "%s is not allowed here; devices use PUT", req->method_name);
+    http_add_header(resp, "Allow", "PUT, POST");
+    return 0;
+}
+
+/* Single-URL profiles (no CheckInURL) send both kinds to ServerURL: a
+ * check-in carries MessageType (and its own Content-Type), a command report
+ * does not. */
+void mdm_single_url_handle(worker_t *w, const http_request_t *req, http_response_t *resp)
+{
+    mdm_message_t m;
+    char why[256];
+    if (mdm_message_parse(req->body, req->body_len, &m, why, sizeof why) != 0) {
+        http_refuse(resp, 400, 0, "device message: %s", why);
+        return;
+    }
+    const char *ct = http_header(req, "Content-Type");
+    if (m.message_type || (ct && strncmp(ct, CHECKIN_CONTENT_TYPE, strlen(CHECKIN_CONTENT_TYPE)) == 0))
+        mdm_checkin_dispatch(w, req, &m, resp);
+    else
+        mdm_connect_dispatch(w, req, &m, resp);
+    mdm_message_free(&m);
+}
+
+void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
+{
+    const char *p = req->path;
+    if (strcmp(p, "/mdm/checkin") == 0) {
+        if (device_method_ok(req, resp))
+            mdm_checkin_handle(w, req, resp);
+    } else if (strcmp(p, "/mdm/connect") == 0) {
+        if (device_method_ok(req, resp))
+            mdm_connect_handle(w, req, resp);
+    } else if (strcmp(p, "/mdm") == 0) {
+        if (device_method_ok(req, resp))
+            mdm_single_url_handle(w, req, resp);
+    } else if (strncmp(p, "/v1/", 4) == 0) {
+        admin_api_handle(w, req, resp);
+    } else if (strcmp(p, "/healthz") == 0 && req->method == HTTP_M_GET) {
+        http_reply(resp, 200, "text/plain", "ok\n", 3);
+    } else if (strcmp(p, "/bench/noop") == 0 && w->app->cfg->noop_endpoint) {
+        http_reply(resp, 200, NULL, NULL, 0);
+    } else {
+        http_refuse(resp, 404, 1, "no such endpoint: %.100s", p);
+    }
+}

@@ -1,0 +1,1104 @@
+/* PKI bootstrap, device identity verification, Mdm-Signature and proxy
+ * client-certificate headers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "identity.h"
+#include "pki.h"
+#include "testpki.h"
+#include "util.h"
+
+/* ---- fixture ------------------------------------------------------------- */
+
+typedef struct {
+    char dir[64];
+    char *ca_pem, *ca_key, *tls_pem, *tls_key;
+    identity_verifier_t *v;
+    EVP_PKEY *dev_key;
+    X509 *dev_cert;
+} fixture_t;
+
+static fixture_t F;
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p = util_strdup_printf("%s/%s", dir, name);
+    assert_non_null(p);
+    return p;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void make_tmpdir(char out[64])
+{
+    snprintf(out, 64, "/tmp/orchard-test-identity-XXXXXX");
+    assert_non_null(mkdtemp(out));
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    make_tmpdir(F.dir);
+    char *err = NULL;
+    if (pki_bootstrap(F.dir, "mdm.example.com", &err) != 0) {
+        fprintf(stderr, "bootstrap: %s\n", err ? err : "?");
+        free(err);
+        return -1;
+    }
+    F.ca_pem = path_in(F.dir, "ca.pem");
+    F.ca_key = path_in(F.dir, "ca.key");
+    F.tls_pem = path_in(F.dir, "tls.pem");
+    F.tls_key = path_in(F.dir, "tls.key");
+    F.v = identity_verifier_new(F.ca_pem, &err);
+    if (!F.v) {
+        fprintf(stderr, "verifier: %s\n", err ? err : "?");
+        free(err);
+        return -1;
+    }
+    if (testpki_issue_device_identity(F.ca_pem, F.ca_key, "device-1", &F.dev_key, &F.dev_cert) != 0)
+        return -1;
+    if (testpki_make_ca(F.dir, "evil") != 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    identity_verifier_free(F.v);
+    EVP_PKEY_free(F.dev_key);
+    X509_free(F.dev_cert);
+    free(F.ca_pem);
+    free(F.ca_key);
+    free(F.tls_pem);
+    free(F.tls_key);
+    rm_rf(F.dir);
+    return 0;
+}
+
+static char *read_all(const char *path)
+{
+    char *s = util_read_file(path, 1 << 20, NULL);
+    assert_non_null(s);
+    return s;
+}
+
+static int has_san(X509 *x, int type, const char *dns, const unsigned char *ip, int iplen)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
+        int t;
+        ASN1_STRING *s = GENERAL_NAME_get0_value(gn, &t);
+        if (t != type)
+            continue;
+        if (type == GEN_DNS && (size_t)ASN1_STRING_length(s) == strlen(dns) &&
+            memcmp(ASN1_STRING_get0_data(s), dns, strlen(dns)) == 0)
+            found = 1;
+        if (type == GEN_IPADD && ASN1_STRING_length(s) == iplen && memcmp(ASN1_STRING_get0_data(s), ip, (size_t)iplen) == 0)
+            found = 1;
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+/* Verifies cert against a single CA file for the given purpose. */
+static int verify_with(const char *ca_path, X509 *cert, int purpose)
+{
+    X509 *ca = pki_load_cert(ca_path);
+    assert_non_null(ca);
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    assert_int_equal(X509_STORE_add_cert(store, ca), 1);
+    assert_int_equal(X509_STORE_CTX_init(ctx, store, cert, NULL), 1);
+    X509_STORE_CTX_set_purpose(ctx, purpose);
+    int ok = X509_verify_cert(ctx);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(ca);
+    ERR_clear_error();
+    return ok;
+}
+
+static int file_mode(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (int)(st.st_mode & 07777);
+}
+
+/* ---- bootstrap ------------------------------------------------------------ */
+
+static void test_bootstrap_creates_files(void **state)
+{
+    (void)state;
+    assert_int_equal(file_mode(F.ca_key), 0600);
+    assert_int_equal(file_mode(F.tls_key), 0600);
+
+    X509 *ca = pki_load_cert(F.ca_pem);
+    X509 *tls = pki_load_cert(F.tls_pem);
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *tls_key = pki_load_key(F.tls_key);
+    assert_non_null(ca);
+    assert_non_null(tls);
+    assert_non_null(ca_key);
+    assert_non_null(tls_key);
+    assert_true(EVP_PKEY_is_a(ca_key, "RSA"));
+    assert_int_equal(EVP_PKEY_get_bits(ca_key), 2048);
+    assert_true(EVP_PKEY_is_a(tls_key, "EC"));
+    assert_int_equal(X509_check_private_key(ca, ca_key), 1);
+    assert_int_equal(X509_check_private_key(tls, tls_key), 1);
+
+    /* CA: self-signed root, critical basicConstraints CA:TRUE, keyCertSign. */
+    char cn[128];
+    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(ca), NID_commonName, cn, sizeof cn) > 0);
+    assert_int_equal(strncmp(cn, "orchard CA ", 11), 0);
+    assert_true(strlen(cn) > 11);
+    assert_int_equal(X509_check_ca(ca), 1);
+    assert_true(X509_get_extension_flags(ca) & EXFLAG_SS);
+    assert_true(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN);
+    assert_true(X509_get_key_usage(ca) & KU_CRL_SIGN);
+    assert_non_null(X509_get0_subject_key_id(ca));
+    int idx = X509_get_ext_by_NID(ca, NID_basic_constraints, -1);
+    assert_true(idx >= 0);
+    assert_int_equal(X509_EXTENSION_get_critical(X509_get_ext(ca, idx)), 1);
+
+    /* TLS: chains to ca.pem as a server certificate with the right names. */
+    assert_int_equal(verify_with(F.ca_pem, tls, X509_PURPOSE_SSL_SERVER), 1);
+    assert_int_equal(X509_check_ca(tls), 0);
+    assert_true(X509_get_extended_key_usage(tls) & XKU_SSL_SERVER);
+    assert_false(X509_get_extended_key_usage(tls) & XKU_SSL_CLIENT);
+    assert_true(X509_get_key_usage(tls) & KU_DIGITAL_SIGNATURE);
+    assert_non_null(X509_get0_authority_key_id(tls));
+    assert_int_equal(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(tls), X509_get0_subject_key_id(ca)), 0);
+    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(tls), NID_commonName, cn, sizeof cn) > 0);
+    assert_string_equal(cn, "mdm.example.com");
+    static const unsigned char v4[4] = {127, 0, 0, 1};
+    static const unsigned char v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    assert_true(has_san(tls, GEN_DNS, "mdm.example.com", NULL, 0));
+    assert_true(has_san(tls, GEN_DNS, "localhost", NULL, 0));
+    assert_true(has_san(tls, GEN_IPADD, NULL, v4, 4));
+    assert_true(has_san(tls, GEN_IPADD, NULL, v6, 16));
+    assert_int_equal(X509_check_host(tls, "mdm.example.com", 0, 0, NULL), 1);
+    assert_int_equal(X509_check_ip_asc(tls, "::1", 0), 1);
+
+    X509_free(ca);
+    X509_free(tls);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(tls_key);
+}
+
+static void test_bootstrap_ip_host(void **state)
+{
+    (void)state;
+    char dir[64];
+    make_tmpdir(dir);
+    char *err = NULL;
+    assert_int_equal(pki_bootstrap(dir, "192.0.2.7", &err), 0);
+    assert_null(err);
+    char *p = path_in(dir, "tls.pem");
+    X509 *tls = pki_load_cert(p);
+    assert_non_null(tls);
+    static const unsigned char ip[4] = {192, 0, 2, 7};
+    assert_true(has_san(tls, GEN_IPADD, NULL, ip, 4));
+    assert_false(has_san(tls, GEN_DNS, "192.0.2.7", NULL, 0));
+    assert_int_equal(X509_check_ip_asc(tls, "192.0.2.7", 0), 1);
+    X509_free(tls);
+    free(p);
+    rm_rf(dir);
+}
+
+static void test_bootstrap_idempotent(void **state)
+{
+    (void)state;
+    const char *names[] = {"ca.key", "ca.pem", "tls.key", "tls.pem"};
+    char *before[4], *after[4];
+    for (int i = 0; i < 4; i++) {
+        char *p = path_in(F.dir, names[i]);
+        before[i] = read_all(p);
+        free(p);
+    }
+    char *err = NULL;
+    assert_int_equal(pki_bootstrap(F.dir, "mdm.example.com", &err), 0);
+    assert_null(err);
+    /* Even with a different host: existing files are left alone. */
+    assert_int_equal(pki_bootstrap(F.dir, "other.example.com", &err), 0);
+    assert_null(err);
+    for (int i = 0; i < 4; i++) {
+        char *p = path_in(F.dir, names[i]);
+        after[i] = read_all(p);
+        assert_string_equal(before[i], after[i]);
+        free(p);
+        free(before[i]);
+        free(after[i]);
+    }
+    assert_int_equal(file_mode(F.ca_key), 0600);
+}
+
+static void test_bootstrap_reissues_tls_with_existing_ca(void **state)
+{
+    (void)state;
+    char dir[64];
+    make_tmpdir(dir);
+    char *err = NULL;
+    assert_int_equal(pki_bootstrap(dir, "a.example.com", &err), 0);
+    char *ca_pem = path_in(dir, "ca.pem"), *ca_key = path_in(dir, "ca.key");
+    char *tls_pem = path_in(dir, "tls.pem"), *tls_key = path_in(dir, "tls.key");
+    char *ca_before = read_all(ca_pem), *cakey_before = read_all(ca_key);
+
+    /* Both TLS files gone: new key and certificate from the same CA. */
+    assert_int_equal(unlink(tls_pem), 0);
+    assert_int_equal(unlink(tls_key), 0);
+    assert_int_equal(pki_bootstrap(dir, "b.example.com", &err), 0);
+    assert_null(err);
+    char *ca_after = read_all(ca_pem), *cakey_after = read_all(ca_key);
+    assert_string_equal(ca_before, ca_after);
+    assert_string_equal(cakey_before, cakey_after);
+    X509 *tls = pki_load_cert(tls_pem);
+    assert_non_null(tls);
+    assert_int_equal(verify_with(ca_pem, tls, X509_PURPOSE_SSL_SERVER), 1);
+    assert_int_equal(X509_check_host(tls, "b.example.com", 0, 0, NULL), 1);
+    X509_free(tls);
+
+    /* Only tls.pem gone: re-issued for the existing key. */
+    char *key_before = read_all(tls_key);
+    assert_int_equal(unlink(tls_pem), 0);
+    assert_int_equal(pki_bootstrap(dir, "c.example.com", &err), 0);
+    char *key_after = read_all(tls_key);
+    assert_string_equal(key_before, key_after);
+    tls = pki_load_cert(tls_pem);
+    EVP_PKEY *k = pki_load_key(tls_key);
+    assert_int_equal(X509_check_private_key(tls, k), 1);
+    assert_int_equal(verify_with(ca_pem, tls, X509_PURPOSE_SSL_SERVER), 1);
+    X509_free(tls);
+    EVP_PKEY_free(k);
+
+    /* tls.pem without tls.key: refused (would orphan the certificate). */
+    assert_int_equal(unlink(tls_key), 0);
+    assert_int_equal(pki_bootstrap(dir, "c.example.com", &err), -1);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "tls.key"));
+    free(err);
+    err = NULL;
+
+    /* CA key missing while a TLS certificate must be issued: refused. */
+    assert_int_equal(unlink(tls_pem), 0);
+    assert_int_equal(unlink(ca_key), 0);
+    assert_int_equal(pki_bootstrap(dir, "c.example.com", &err), -1);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "ca.key"));
+    free(err);
+
+    free(ca_before);
+    free(ca_after);
+    free(cakey_before);
+    free(cakey_after);
+    free(key_before);
+    free(key_after);
+    free(ca_pem);
+    free(ca_key);
+    free(tls_pem);
+    free(tls_key);
+    rm_rf(dir);
+}
+
+static void test_bootstrap_installs_differ_and_bad_input(void **state)
+{
+    (void)state;
+    char dir[64];
+    make_tmpdir(dir);
+    char *err = NULL;
+    assert_int_equal(pki_bootstrap(dir, "mdm.example.com", &err), 0);
+    char *p = path_in(dir, "ca.pem");
+    X509 *a = pki_load_cert(p), *b = pki_load_cert(F.ca_pem);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_not_equal(X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)), 0);
+    X509_free(a);
+    X509_free(b);
+    free(p);
+    rm_rf(dir);
+
+    make_tmpdir(dir);
+    assert_int_equal(pki_bootstrap(dir, "bad host,DNS:evil.com", &err), -1);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "tls.pem"));
+    free(err);
+    err = NULL;
+    assert_int_equal(pki_bootstrap(dir, "", &err), -1);
+    assert_non_null(err);
+    free(err);
+    err = NULL;
+    rm_rf(dir);
+
+    /* Data directory is created if missing. */
+    make_tmpdir(dir);
+    char *sub = path_in(dir, "data");
+    assert_int_equal(pki_bootstrap(sub, "localhost", &err), 0);
+    char *k = path_in(sub, "tls.key");
+    assert_int_equal(file_mode(k), 0600);
+    free(k);
+    free(sub);
+    rm_rf(dir);
+}
+
+/* ---- pki helpers ------------------------------------------------------------ */
+
+static void test_issue_cert_details(void **state)
+{
+    (void)state;
+    X509 *ca = pki_load_cert(F.ca_pem);
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *k = pki_new_ec_key();
+    const char *sans[] = {"dev.example.com", "2001:db8::7", "10.1.2.3"};
+    X509 *x = pki_issue_cert(ca, ca_key, k, "dev", 30, PKI_USAGE_CLIENT, sans, 3);
+    assert_non_null(x);
+    assert_true(X509_get_extended_key_usage(x) & XKU_SSL_CLIENT);
+    assert_true(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE);
+    assert_int_equal(X509_check_ip_asc(x, "2001:db8::7", 0), 1);
+    assert_int_equal(X509_check_ip_asc(x, "10.1.2.3", 0), 1);
+    assert_int_equal(X509_check_host(x, "dev.example.com", 0, 0, NULL), 1);
+    assert_int_equal(X509_get_version(x), X509_VERSION_3);
+
+    /* Serial: positive, at most 128 bits, differs between certificates. */
+    const ASN1_INTEGER *s1 = X509_get0_serialNumber(x);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(s1, NULL);
+    assert_false(BN_is_negative(bn));
+    assert_false(BN_is_zero(bn));
+    assert_true(BN_num_bits(bn) <= 128);
+    BN_free(bn);
+    X509 *y = pki_issue_cert(ca, ca_key, k, "dev", 30, PKI_USAGE_CLIENT, NULL, 0);
+    assert_non_null(y);
+    assert_int_not_equal(ASN1_INTEGER_cmp(s1, X509_get0_serialNumber(y)), 0);
+
+    /* notBefore an hour in the past. */
+    int pday = 0, psec = 0;
+    assert_int_equal(ASN1_TIME_diff(&pday, &psec, X509_get0_notBefore(x), NULL), 1);
+    assert_int_equal(pday, 0);
+    assert_true(psec >= 3590 && psec <= 3700);
+
+    /* RSA client keys also get keyEncipherment. */
+    EVP_PKEY *rk = pki_new_rsa_key(2048);
+    assert_non_null(rk);
+    X509 *r = pki_issue_cert(ca, ca_key, rk, "rsa-dev", 30, PKI_USAGE_CLIENT, NULL, 0);
+    assert_non_null(r);
+    assert_true(X509_get_key_usage(r) & KU_KEY_ENCIPHERMENT);
+
+    /* Refused: a SAN that would inject config syntax, a wrong CA key, a
+     * self-signed certificate whose keys differ, too long a CN. */
+    const char *bad[] = {"a.example.com,DNS:evil.com"};
+    assert_null(pki_issue_cert(ca, ca_key, k, "dev", 30, PKI_USAGE_CLIENT, bad, 1));
+    assert_null(pki_issue_cert(ca, k, k, "dev", 30, PKI_USAGE_CLIENT, NULL, 0));
+    assert_null(pki_issue_cert(NULL, ca_key, k, "dev", 30, PKI_USAGE_CA, NULL, 0));
+    char longcn[80];
+    memset(longcn, 'a', sizeof longcn - 1);
+    longcn[sizeof longcn - 1] = '\0';
+    assert_null(pki_issue_cert(ca, ca_key, k, longcn, 30, PKI_USAGE_CLIENT, NULL, 0));
+    assert_null(pki_new_rsa_key(512));
+    assert_int_equal(ERR_peek_error(), 0);
+
+    X509_free(r);
+    EVP_PKEY_free(rk);
+    X509_free(x);
+    X509_free(y);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+}
+
+static void test_cert_bundle_and_digest(void **state)
+{
+    (void)state;
+    char *ca = read_all(F.ca_pem);
+    char *evil_path = path_in(F.dir, "evil.pem");
+    char *evil = read_all(evil_path);
+    char *both = util_strdup_printf("# comment\n%s\n%s", ca, evil);
+    char *bundle = path_in(F.dir, "bundle.pem");
+    assert_int_equal(util_write_file(bundle, both, strlen(both), 0644), 0);
+    STACK_OF(X509) *sk = pki_load_cert_bundle(bundle);
+    assert_non_null(sk);
+    assert_int_equal(sk_X509_num(sk), 2);
+    sk_X509_pop_free(sk, X509_free);
+
+    /* Empty file, missing file, broken certificate: NULL. */
+    assert_int_equal(util_write_file(bundle, "", 0, 0644), 0);
+    assert_null(pki_load_cert_bundle(bundle));
+    assert_null(pki_load_cert_bundle("/nonexistent/bundle.pem"));
+    char *broken = util_strdup_printf("%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ca);
+    assert_int_equal(util_write_file(bundle, broken, strlen(broken), 0644), 0);
+    assert_null(pki_load_cert_bundle(bundle));
+    assert_int_equal(ERR_peek_error(), 0);
+
+    /* SHA-256 of the DER. */
+    X509 *x = pki_load_cert(F.ca_pem);
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    unsigned char md[32];
+    EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
+    char want[65], got[65];
+    util_hex(md, 32, want);
+    assert_int_equal(pki_cert_sha256_hex(x, got), 0);
+    assert_string_equal(got, want);
+    OPENSSL_free(der);
+    X509_free(x);
+
+    /* Verifier construction errors. */
+    char *err = NULL;
+    assert_null(identity_verifier_new("/nonexistent/ca.pem", &err));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "/nonexistent/ca.pem"));
+    free(err);
+    err = NULL;
+    assert_null(identity_verifier_new(bundle, &err));
+    assert_non_null(err);
+    free(err);
+
+    free(broken);
+    free(ca);
+    free(evil);
+    free(evil_path);
+    free(both);
+    unlink(bundle);
+    free(bundle);
+}
+
+/* ---- identity_verify_cert ----------------------------------------------------- */
+
+static void test_device_cert_verifies(void **state)
+{
+    (void)state;
+    char reason[256] = "";
+    assert_int_equal(identity_verify_cert(F.v, F.dev_cert, NULL, reason, sizeof reason), 0);
+}
+
+static void test_other_ca_refused(void **state)
+{
+    (void)state;
+    char *pem = path_in(F.dir, "evil.pem"), *key = path_in(F.dir, "evil.key");
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    assert_int_equal(testpki_issue_device_identity(pem, key, "device-evil", &k, &x), 0);
+    char reason[256] = "";
+    assert_int_equal(identity_verify_cert(F.v, x, NULL, reason, sizeof reason), -1);
+    assert_string_equal(reason, "unable to get local issuer certificate");
+    /* Handing in the rogue CA as an "intermediate" does not help. */
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    X509 *evil = pki_load_cert(pem);
+    sk_X509_push(untrusted, evil);
+    assert_int_equal(identity_verify_cert(F.v, x, untrusted, reason, sizeof reason), -1);
+    sk_X509_pop_free(untrusted, X509_free);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    free(pem);
+    free(key);
+}
+
+static void test_expired_refused(void **state)
+{
+    (void)state;
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    assert_int_equal(testpki_issue_expired_identity(F.ca_pem, F.ca_key, "device-old", &k, &x), 0);
+    char reason[256] = "";
+    assert_int_equal(identity_verify_cert(F.v, x, NULL, reason, sizeof reason), -1);
+    assert_string_equal(reason, "certificate has expired");
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+static void test_server_cert_refused_as_client(void **state)
+{
+    (void)state;
+    X509 *tls = pki_load_cert(F.tls_pem);
+    assert_non_null(tls);
+    char reason[256] = "";
+    assert_int_equal(identity_verify_cert(F.v, tls, NULL, reason, sizeof reason), -1);
+    assert_string_equal(reason, "unsuitable certificate purpose");
+    X509_free(tls);
+}
+
+static void test_intermediate_chain(void **state)
+{
+    (void)state;
+    X509 *ca = pki_load_cert(F.ca_pem);
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *ik = pki_new_ec_key(), *lk = pki_new_ec_key();
+    X509 *inter = pki_issue_cert(ca, ca_key, ik, "orchard sub-CA", 30, PKI_USAGE_CA, NULL, 0);
+    X509 *leaf = pki_issue_cert(inter, ik, lk, "device-sub", 30, PKI_USAGE_CLIENT, NULL, 0);
+    assert_non_null(inter);
+    assert_non_null(leaf);
+    char reason[256] = "";
+    assert_int_equal(identity_verify_cert(F.v, leaf, NULL, reason, sizeof reason), -1);
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    X509_up_ref(inter);
+    sk_X509_push(untrusted, inter);
+    assert_int_equal(identity_verify_cert(F.v, leaf, untrusted, reason, sizeof reason), 0);
+
+    /* Mdm-Signature carrying the intermediate in its certificate set. */
+    static const char body[] = "<plist>intermediate</plist>";
+    BIO *in = BIO_new_mem_buf(body, (int)strlen(body));
+    CMS_ContentInfo *cms = CMS_sign(leaf, lk, untrusted, in, CMS_DETACHED | CMS_BINARY);
+    assert_non_null(cms);
+    unsigned char *der = NULL;
+    int len = i2d_CMS_ContentInfo(cms, &der);
+    char *b64 = util_base64_encode(der, (size_t)len);
+    X509 *signer = identity_from_mdm_signature(F.v, b64, body, strlen(body), reason, sizeof reason);
+    assert_non_null(signer);
+    assert_int_equal(X509_cmp(signer, leaf), 0);
+    X509_free(signer);
+    /* Without the intermediate the signer does not chain. */
+    char *plain = testpki_mdm_signature(leaf, lk, body, strlen(body));
+    assert_null(identity_from_mdm_signature(F.v, plain, body, strlen(body), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: unable to get local issuer certificate");
+
+    /* A bundle holding only the sub-CA trusts the sub-CA's leaves. */
+    char *sub_path = path_in(F.dir, "sub.pem");
+    assert_int_equal(pki_write_cert(sub_path, inter), 0);
+    char *err = NULL;
+    identity_verifier_t *sub = identity_verifier_new(sub_path, &err);
+    assert_non_null(sub);
+    assert_int_equal(identity_verify_cert(sub, leaf, NULL, reason, sizeof reason), 0);
+    assert_int_equal(identity_verify_cert(sub, F.dev_cert, NULL, reason, sizeof reason), -1);
+    identity_verifier_free(sub);
+    unlink(sub_path);
+
+    free(sub_path);
+    free(plain);
+    free(b64);
+    OPENSSL_free(der);
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    sk_X509_pop_free(untrusted, X509_free);
+    X509_free(leaf);
+    X509_free(inter);
+    EVP_PKEY_free(ik);
+    EVP_PKEY_free(lk);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+}
+
+/* ---- Mdm-Signature -------------------------------------------------------------- */
+
+static const char BODY[] = "<?xml version=\"1.0\"?>\n<plist version=\"1.0\"><dict><key>MessageType</key>"
+                           "<string>Authenticate</string></dict></plist>\n";
+
+static void test_mdm_signature_valid(void **state)
+{
+    (void)state;
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    assert_non_null(sig);
+    char reason[256] = "";
+    X509 *signer = identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason);
+    assert_non_null(signer);
+    char a[65], b[65];
+    assert_int_equal(pki_cert_sha256_hex(signer, a), 0);
+    assert_int_equal(pki_cert_sha256_hex(F.dev_cert, b), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(ERR_peek_error(), 0);
+    X509_free(signer);
+    free(sig);
+
+    /* Empty body. */
+    sig = testpki_mdm_signature(F.dev_cert, F.dev_key, "", 0);
+    signer = identity_from_mdm_signature(F.v, sig, NULL, 0, reason, sizeof reason);
+    assert_non_null(signer);
+    X509_free(signer);
+    free(sig);
+}
+
+static void test_mdm_signature_binary_body(void **state)
+{
+    (void)state;
+    /* Bare LF, CRLF and NUL: no text canonicalisation may happen. */
+    static const char body[] = "a\nb\r\nc\0d\n";
+    static const char crlf[] = "a\r\nb\r\nc\0d\r\n";
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, body, sizeof body - 1);
+    char reason[256] = "";
+    X509 *signer = identity_from_mdm_signature(F.v, sig, body, sizeof body - 1, reason, sizeof reason);
+    assert_non_null(signer);
+    X509_free(signer);
+    assert_null(identity_from_mdm_signature(F.v, sig, crlf, sizeof crlf - 1, reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature does not match the request body");
+    free(sig);
+}
+
+static void test_mdm_signature_wrong_body(void **state)
+{
+    (void)state;
+    static const char other[] = "<plist version=\"1.0\"><dict><key>MessageType</key>"
+                                "<string>CheckOut</string></dict></plist>\n";
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, other, strlen(other));
+    char reason[256] = "";
+    assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature does not match the request body");
+    /* One byte less of the right body. */
+    assert_null(identity_from_mdm_signature(F.v, sig, other, strlen(other) - 1, reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature does not match the request body");
+    assert_int_equal(ERR_peek_error(), 0);
+    free(sig);
+}
+
+static void test_mdm_signature_bad_base64(void **state)
+{
+    (void)state;
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    char reason[256] = "";
+    size_t n = strlen(sig);
+
+    char *t = strdup(sig);
+    t[n / 2] = '!';
+    assert_null(identity_from_mdm_signature(F.v, t, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not valid base64");
+    free(t);
+
+    t = strdup(sig);
+    t[n - 5] = '\0'; /* truncated: wrong length */
+    assert_null(identity_from_mdm_signature(F.v, t, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not valid base64");
+    free(t);
+
+    /* Valid base64, flipped bit in the middle of the DER. */
+    t = strdup(sig);
+    t[n / 2] = t[n / 2] == 'A' ? 'B' : 'A';
+    assert_null(identity_from_mdm_signature(F.v, t, BODY, strlen(BODY), reason, sizeof reason));
+    free(t);
+
+    assert_null(identity_from_mdm_signature(F.v, "", BODY, strlen(BODY), reason, sizeof reason));
+    assert_null(identity_from_mdm_signature(F.v, NULL, BODY, strlen(BODY), reason, sizeof reason));
+
+    /* Oversize. */
+    char *big = malloc(64 * 1024 + 5);
+    memset(big, 'A', 64 * 1024 + 4);
+    big[64 * 1024 + 4] = '\0';
+    assert_null(identity_from_mdm_signature(F.v, big, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is too large");
+    free(big);
+    assert_int_equal(ERR_peek_error(), 0);
+    free(sig);
+}
+
+static void test_mdm_signature_not_cms(void **state)
+{
+    (void)state;
+    char reason[256] = "";
+    unsigned char *der = NULL;
+    int len = i2d_X509(F.dev_cert, &der);
+    char *b64 = util_base64_encode(der, (size_t)len);
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not a CMS structure");
+    free(b64);
+    OPENSSL_free(der);
+
+    assert_null(identity_from_mdm_signature(F.v, "aGVsbG8gd29ybGQ=", BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not a CMS structure");
+
+    /* A valid CMS with trailing bytes. */
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    size_t dlen = 0;
+    unsigned char *d = util_base64_decode(sig, strlen(sig), &dlen);
+    unsigned char *d2 = malloc(dlen + 3);
+    memcpy(d2, d, dlen);
+    memcpy(d2 + dlen, "\0\0\0", 3);
+    b64 = util_base64_encode(d2, dlen + 3);
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not a CMS structure");
+    free(b64);
+    free(d2);
+    free(d);
+    free(sig);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_mdm_signature_attached_refused(void **state)
+{
+    (void)state;
+    char *sig = testpki_mdm_signature_attached(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    assert_non_null(sig);
+    char reason[256] = "";
+    assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not a detached SignedData");
+    free(sig);
+
+    /* Another CMS type: digested data. */
+    BIO *in = BIO_new_mem_buf(BODY, (int)strlen(BODY));
+    CMS_ContentInfo *cms = CMS_digest_create(in, EVP_sha256(), CMS_DETACHED | CMS_BINARY);
+    assert_non_null(cms);
+    unsigned char *der = NULL;
+    int len = i2d_CMS_ContentInfo(cms, &der);
+    char *b64 = util_base64_encode(der, (size_t)len);
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature is not a detached SignedData");
+    free(b64);
+    OPENSSL_free(der);
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+}
+
+static void test_mdm_signature_no_signer_cert(void **state)
+{
+    (void)state;
+    BIO *in = BIO_new_mem_buf(BODY, (int)strlen(BODY));
+    CMS_ContentInfo *cms = CMS_sign(F.dev_cert, F.dev_key, NULL, in, CMS_DETACHED | CMS_BINARY | CMS_NOCERTS);
+    assert_non_null(cms);
+    unsigned char *der = NULL;
+    int len = i2d_CMS_ContentInfo(cms, &der);
+    char *b64 = util_base64_encode(der, (size_t)len);
+    char reason[256] = "";
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature does not include the signer certificate");
+    free(b64);
+    OPENSSL_free(der);
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+
+    /* Certificate-only SignedData (no signers at all). */
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    X509_up_ref(F.dev_cert);
+    sk_X509_push(certs, F.dev_cert);
+    cms = CMS_sign(NULL, NULL, certs, NULL, CMS_PARTIAL | CMS_DETACHED);
+    assert_non_null(cms);
+    der = NULL;
+    len = i2d_CMS_ContentInfo(cms, &der);
+    b64 = util_base64_encode(der, (size_t)len);
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_non_null(strstr(reason, "Mdm-Signature"));
+    free(b64);
+    OPENSSL_free(der);
+    CMS_ContentInfo_free(cms);
+    sk_X509_pop_free(certs, X509_free);
+}
+
+static void test_mdm_signature_untrusted_signer(void **state)
+{
+    (void)state;
+    char *pem = path_in(F.dir, "evil.pem"), *key = path_in(F.dir, "evil.key");
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    assert_int_equal(testpki_issue_device_identity(pem, key, "device-evil", &k, &x), 0);
+    char *sig = testpki_mdm_signature(x, k, BODY, strlen(BODY));
+    char reason[256] = "";
+    assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: unable to get local issuer certificate");
+    free(sig);
+
+    /* Signed with the server's TLS key: right CA, wrong purpose. */
+    X509 *tls = pki_load_cert(F.tls_pem);
+    EVP_PKEY *tk = pki_load_key(F.tls_key);
+    sig = testpki_mdm_signature(tls, tk, BODY, strlen(BODY));
+    assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: unsuitable certificate purpose");
+    free(sig);
+
+    /* Expired device identity. */
+    EVP_PKEY *ek = NULL;
+    X509 *ex = NULL;
+    assert_int_equal(testpki_issue_expired_identity(F.ca_pem, F.ca_key, "device-old", &ek, &ex), 0);
+    sig = testpki_mdm_signature(ex, ek, BODY, strlen(BODY));
+    assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: certificate has expired");
+    free(sig);
+    assert_int_equal(ERR_peek_error(), 0);
+
+    X509_free(ex);
+    EVP_PKEY_free(ek);
+    X509_free(tls);
+    EVP_PKEY_free(tk);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    free(pem);
+    free(key);
+}
+
+typedef struct {
+    char *sig;
+    int ok;
+} thread_arg_t;
+
+static void *verify_thread(void *p)
+{
+    thread_arg_t *a = p;
+    a->ok = 1;
+    for (int i = 0; i < 20; i++) {
+        char reason[256];
+        X509 *s = identity_from_mdm_signature(F.v, a->sig, BODY, strlen(BODY), reason, sizeof reason);
+        if (!s || X509_cmp(s, F.dev_cert) != 0)
+            a->ok = 0;
+        X509_free(s);
+        if (identity_from_mdm_signature(F.v, a->sig, "x", 1, reason, sizeof reason) != NULL)
+            a->ok = 0;
+    }
+    return NULL;
+}
+
+static void test_concurrent_verification(void **state)
+{
+    (void)state;
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    pthread_t th[4];
+    thread_arg_t args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i].sig = sig;
+        assert_int_equal(pthread_create(&th[i], NULL, verify_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(args[i].ok);
+    }
+    free(sig);
+}
+
+/* ---- proxy headers -------------------------------------------------------------- */
+
+static void expect_same(const char *value)
+{
+    char reason[256] = "";
+    X509 *x = identity_from_header(value, reason, sizeof reason);
+    if (!x)
+        fail_msg("header refused: %s", reason);
+    assert_int_equal(X509_cmp(x, F.dev_cert), 0);
+    X509_free(x);
+}
+
+static void test_header_formats_round_trip(void **state)
+{
+    (void)state;
+    char *pem = testpki_cert_pem(F.dev_cert);
+    char *esc = testpki_cert_escaped_pem(F.dev_cert);
+    char *sf = testpki_cert_rfc9440(F.dev_cert);
+    assert_non_null(pem);
+    assert_non_null(esc);
+    assert_non_null(sf);
+    assert_null(strchr(esc, '\n'));
+    assert_null(strchr(esc, '+'));
+    assert_non_null(strstr(esc, "-----BEGIN%20CERTIFICATE-----%0A"));
+    assert_int_equal(sf[0], ':');
+    assert_int_equal(sf[strlen(sf) - 1], ':');
+
+    expect_same(pem);
+    expect_same(esc);
+    expect_same(sf);
+
+    /* PEM flattened onto one line with spaces (some proxies). */
+    char *flat = strdup(pem);
+    for (char *p = flat; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    expect_same(flat);
+    free(flat);
+
+    /* Escaped PEM with lower-case hex and a literal '+' left unescaped. */
+    char *lower = strdup(esc);
+    for (char *p = lower; *p; p++)
+        if (p[0] == '%' && p[1] == '2' && p[2] == 'B') {
+            p[2] = 'b';
+        }
+    expect_same(lower);
+    free(lower);
+    char *mixed = malloc(strlen(esc) + 1);
+    size_t o = 0;
+    for (const char *p = esc; *p;) {
+        if (strncmp(p, "%2B", 3) == 0) {
+            mixed[o++] = '+';
+            p += 3;
+        } else {
+            mixed[o++] = *p++;
+        }
+    }
+    mixed[o] = '\0';
+    expect_same(mixed);
+    free(mixed);
+
+    /* RFC 9440 without "=" padding, and with surrounding whitespace. */
+    char *nopad = strdup(sf);
+    size_t n = strlen(nopad);
+    while (n >= 2 && nopad[n - 2] == '=') {
+        nopad[n - 2] = ':';
+        nopad[n - 1] = '\0';
+        n--;
+    }
+    expect_same(nopad);
+    free(nopad);
+    char *ws = util_strdup_printf("  %s \t", sf);
+    expect_same(ws);
+    free(ws);
+
+    free(pem);
+    free(esc);
+    free(sf);
+}
+
+static void expect_refused(const char *value)
+{
+    char reason[256] = "";
+    X509 *x = identity_from_header(value, reason, sizeof reason);
+    if (x) {
+        X509_free(x);
+        fail_msg("header accepted: %.60s", value ? value : "(null)");
+    }
+    assert_true(reason[0] != '\0');
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_header_malformed(void **state)
+{
+    (void)state;
+    char *pem = testpki_cert_pem(F.dev_cert);
+    char *esc = testpki_cert_escaped_pem(F.dev_cert);
+    char *sf = testpki_cert_rfc9440(F.dev_cert);
+
+    expect_refused(NULL);
+    expect_refused("");
+    expect_refused("   ");
+    expect_refused("hello");
+    expect_refused("%");
+    expect_refused("%4");
+    expect_refused("%ZZ");
+    expect_refused("%00");
+
+    /* Bad %-escapes inside an otherwise valid escaped PEM. */
+    char *t = util_strdup_printf("%s%%", esc);
+    expect_refused(t);
+    free(t);
+    t = util_strdup_printf("%s%%0", esc);
+    expect_refused(t);
+    free(t);
+    t = strdup(esc);
+    char *pct = strchr(t, '%');
+    pct[1] = 'G';
+    expect_refused(t);
+    free(t);
+
+    /* RFC 9440: colons missing, bad base64, not a certificate. */
+    t = strdup(sf + 1); /* no leading colon */
+    expect_refused(t);
+    free(t);
+    t = strdup(sf);
+    t[strlen(t) - 1] = '\0'; /* no trailing colon */
+    expect_refused(t);
+    free(t);
+    expect_refused(":");
+    expect_refused("::");
+    expect_refused(":!!!!:");
+    expect_refused(":AAAA:");
+    expect_refused(":aGVsbG8=:");
+    expect_refused(":A:");
+    expect_refused(":AA==AA:");
+    t = strdup(sf);
+    t[10] = ' ';
+    expect_refused(t);
+    free(t);
+    t = util_strdup_printf("%s;param=1", sf);
+    expect_refused(t);
+    free(t);
+
+    /* PEM: truncated, trailing garbage, wrong label, bad body. */
+    t = strdup(pem);
+    t[strlen(t) / 2] = '\0';
+    expect_refused(t);
+    free(t);
+    t = util_strdup_printf("%sgarbage", pem);
+    expect_refused(t);
+    free(t);
+    t = util_strdup_printf("%s%s", pem, pem);
+    expect_refused(t);
+    free(t);
+    expect_refused("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+    expect_refused("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    expect_refused("-----BEGIN CERTIFICATE----------END CERTIFICATE-----");
+    expect_refused("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+
+    /* Oversize: just over 16 KiB, even if it would otherwise parse. */
+    size_t big = 16 * 1024 + 1;
+    t = malloc(big + 1);
+    memset(t, ' ', big);
+    memcpy(t, sf, strlen(sf));
+    t[big] = '\0';
+    expect_refused(t);
+    free(t);
+
+    free(pem);
+    free(esc);
+    free(sf);
+}
+
+/* Inputs found while fuzzing; kept as regressions. */
+static void test_fuzz_regressions(void **state)
+{
+    (void)state;
+    char reason[256];
+    static const char *headers[] = {
+        "-----BEGIN CERTIFICATE-----",
+        "-----BEGIN CERTIFICATE----------END CERTIFICATE----",
+        "%2D%2D%2D%2D%2DBEGIN%20CERTIFICATE%2D%2D%2D%2D%2D",
+        ":=:",
+        ":==:",
+        ":===:",
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
+        expect_refused(headers[i]);
+    static const char *sigs[] = {"====", "MA==", "MAA=", "MIAGCSqGSIb3DQEHAqCAMIACAQExADALBgkqhkiG9w0BBwGggDAAMQAAAAAAAAAAAA=="};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        assert_null(identity_from_mdm_signature(F.v, sigs[i], "", 0, reason, sizeof reason));
+        assert_int_equal(ERR_peek_error(), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bootstrap_creates_files),
+        cmocka_unit_test(test_bootstrap_ip_host),
+        cmocka_unit_test(test_bootstrap_idempotent),
+        cmocka_unit_test(test_bootstrap_reissues_tls_with_existing_ca),
+        cmocka_unit_test(test_bootstrap_installs_differ_and_bad_input),
+        cmocka_unit_test(test_issue_cert_details),
+        cmocka_unit_test(test_cert_bundle_and_digest),
+        cmocka_unit_test(test_device_cert_verifies),
+        cmocka_unit_test(test_other_ca_refused),
+        cmocka_unit_test(test_expired_refused),
+        cmocka_unit_test(test_server_cert_refused_as_client),
+        cmocka_unit_test(test_intermediate_chain),
+        cmocka_unit_test(test_mdm_signature_valid),
+        cmocka_unit_test(test_mdm_signature_binary_body),
+        cmocka_unit_test(test_mdm_signature_wrong_body),
+        cmocka_unit_test(test_mdm_signature_bad_base64),
+        cmocka_unit_test(test_mdm_signature_not_cms),
+        cmocka_unit_test(test_mdm_signature_attached_refused),
+        cmocka_unit_test(test_mdm_signature_no_signer_cert),
+        cmocka_unit_test(test_mdm_signature_untrusted_signer),
+        cmocka_unit_test(test_concurrent_verification),
+        cmocka_unit_test(test_header_formats_round_trip),
+        cmocka_unit_test(test_header_malformed),
+        cmocka_unit_test(test_fuzz_regressions),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
