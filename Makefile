@@ -30,6 +30,8 @@ TEST_DEPS  := libcmocka-dev openssl curl
 DATA_DIR ?= ./var
 FUZZ_SECONDS ?= 60
 
+.SECONDARY:
+
 .PHONY: all run test test-only bench fuzz deps test-deps clean
 
 all: $(REL_DIR)/orchard

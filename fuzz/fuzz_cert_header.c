@@ -22,23 +22,18 @@
 #include "pki.h"
 
 static identity_verifier_t *verifier;
-static char tmpdir[64];
-static char ca_path[128];
 
 static void cleanup(void)
 {
     identity_verifier_free(verifier);
     verifier = NULL;
-    if (ca_path[0])
-        unlink(ca_path);
-    if (tmpdir[0])
-        rmdir(tmpdir);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    char tmpdir[64], ca_path[128];
     snprintf(tmpdir, sizeof tmpdir, "/tmp/orchard-fuzz-hdr-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -55,6 +50,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     EVP_PKEY_free(key);
     char *err = NULL;
     verifier = identity_verifier_new(ca_path, &err);
+    /* The store is in memory now: remove the files at once, so that no
+     * way of ending the fuzzer (timeout, crash, signal) leaves them. */
+    unlink(ca_path);
+    rmdir(tmpdir);
     if (!verifier) {
         fprintf(stderr, "verifier: %s\n", err ? err : "?");
         abort();

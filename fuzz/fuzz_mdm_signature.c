@@ -9,7 +9,7 @@
  * DER that the harness base64-encodes first, so that mutations land in the
  * CMS structure itself instead of mostly producing invalid base64.
  * The trust store is a P-256 CA generated once at startup in a temporary
- * directory (removed at exit).
+ * directory (removed as soon as the verifier is loaded).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
  *       fuzz/fuzz_mdm_signature.c src/identity.c src/pki.c src/util.c \
@@ -30,23 +30,18 @@
 #include "util.h"
 
 static identity_verifier_t *verifier;
-static char tmpdir[64];
-static char ca_path[128];
 
 static void cleanup(void)
 {
     identity_verifier_free(verifier);
     verifier = NULL;
-    if (ca_path[0])
-        unlink(ca_path);
-    if (tmpdir[0])
-        rmdir(tmpdir);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    char tmpdir[64], ca_path[128];
     snprintf(tmpdir, sizeof tmpdir, "/tmp/orchard-fuzz-mdm-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -63,6 +58,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     EVP_PKEY_free(key);
     char *err = NULL;
     verifier = identity_verifier_new(ca_path, &err);
+    /* The store is in memory now: remove the files at once, so that no
+     * way of ending the fuzzer (timeout, crash, signal) leaves them. */
+    unlink(ca_path);
+    rmdir(tmpdir);
     if (!verifier) {
         fprintf(stderr, "verifier: %s\n", err ? err : "?");
         abort();

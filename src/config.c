@@ -58,7 +58,7 @@ static const struct setting {
      "serve plain HTTP; only behind a TLS-terminating proxy"},
     {"log-level", 1, OPT_LOG_LEVEL, "ORCHARD_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
     {"max-body", 1, OPT_MAX_BODY, "ORCHARD_MAX_BODY", "BYTES", "largest accepted request body (default 2097152)"},
-    {"workers", 1, OPT_WORKERS, "ORCHARD_WORKERS", "N", "worker threads (default: number of CPUs)"},
+    {"workers", 1, OPT_WORKERS, "ORCHARD_WORKERS", "N", "worker threads (default: 4 per CPU, at least 4)"},
     {"timeout", 1, OPT_TIMEOUT, "ORCHARD_TIMEOUT", "SECONDS",
      "read/write/idle timeout of a connection (default 30)"},
     {"enable-noop-endpoint", 0, OPT_NOOP, "ORCHARD_ENABLE_NOOP_ENDPOINT", NULL,
@@ -166,8 +166,12 @@ int config_parse(config_t *c, int argc, char **argv)
     memset(c, 0, sizeof *c);
     c->log_level = LOG_INFO;
     c->max_body = 2 * 1024 * 1024;
+    /* Workers spend much of a request waiting for the group fsync (see
+     * store_sqlite.c), so more threads than cores lets commits share one
+     * flush; each idle thread costs little. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    c->workers = cpus > 0 ? (int)(cpus > 64 ? 64 : cpus) : 2;
+    long w = cpus > 0 ? 4 * cpus : 4;
+    c->workers = (int)(w < 4 ? 4 : w > 64 ? 64 : w);
     c->timeout_seconds = 30;
 
     for (size_t i = 0; i < NSETTINGS; i++) {

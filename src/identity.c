@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
@@ -20,6 +21,15 @@
 
 #define MDM_SIGNATURE_MAX (64 * 1024) /* header text, bytes */
 #define CERT_HEADER_MAX (16 * 1024)   /* header text, bytes */
+
+/* A device sends one signer, one digest algorithm and its certificate (plus
+ * perhaps intermediates). CMS_verify hashes the whole body once for every
+ * entry of digestAlgorithms, duplicates included, before any signature is
+ * checked: unbounded, a 64 KiB header could make one unauthenticated request
+ * hash a 2 MiB body thousands of times. */
+#define MDM_MAX_DIGEST_ALGS 4
+#define MDM_MAX_SIGNERS 4
+#define MDM_MAX_CERTS 16
 
 struct identity_verifier {
     X509_STORE *store;
@@ -130,6 +140,45 @@ int identity_verify_cert(const identity_verifier_t *v, X509 *leaf, STACK_OF(X509
 
 /* ---- Mdm-Signature ------------------------------------------------------ */
 
+/* Enters (or, with skip, steps over) one definite-length DER element of the
+ * given tag and class at *p, which has `avail` bytes. Returns the content
+ * length, or -1. */
+static long der_element(const unsigned char **p, long avail, int tag, int cls, int skip)
+{
+    const unsigned char *q = *p;
+    long len = 0;
+    int t = 0, c = 0;
+    int r = ASN1_get_object(&q, &len, &t, &c, avail);
+    if ((r & 0x80) || (r & 0x01) || (tag >= 0 && (t != tag || c != cls)))
+        return -1;
+    *p = skip ? q + len : q;
+    return len;
+}
+
+/* Number of entries in SignedData.digestAlgorithms of a DER ContentInfo, or
+ * -1 if it is not shaped like one. OpenSSL has no accessor for the field. */
+static int count_digest_algorithms(const unsigned char *der, long len)
+{
+    const unsigned char *p = der, *end = der + len;
+    if (der_element(&p, end - p, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, 0) < 0 ||    /* ContentInfo */
+        der_element(&p, end - p, V_ASN1_OBJECT, V_ASN1_UNIVERSAL, 1) < 0 ||      /* contentType */
+        der_element(&p, end - p, 0, V_ASN1_CONTEXT_SPECIFIC, 0) < 0 ||           /* [0] */
+        der_element(&p, end - p, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, 0) < 0 ||    /* SignedData */
+        der_element(&p, end - p, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, 1) < 0)       /* version */
+        return -1;
+    long set_len = der_element(&p, end - p, V_ASN1_SET, V_ASN1_UNIVERSAL, 0); /* digestAlgorithms */
+    if (set_len < 0)
+        return -1;
+    const unsigned char *set_end = p + set_len;
+    int n = 0;
+    while (p < set_end) {
+        if (der_element(&p, set_end - p, -1, 0, 1) < 0)
+            return -1;
+        n++;
+    }
+    return n;
+}
+
 X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *header_b64, const void *body,
                                   size_t body_len, char *err, size_t errlen)
 {
@@ -185,6 +234,21 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         set_err(err, errlen, "Mdm-Signature has no signer");
         goto out;
     }
+    /* Bound the work CMS_verify will do (see MDM_MAX_DIGEST_ALGS). The input
+     * may be BER; its DER re-encoding has definite lengths to walk. */
+    unsigned char *reenc = NULL;
+    int reenc_len = i2d_CMS_ContentInfo(cms, &reenc);
+    int ndigests = reenc_len > 0 ? count_digest_algorithms(reenc, reenc_len) : -1;
+    OPENSSL_free(reenc);
+    if (ndigests < 0) {
+        set_err(err, errlen, "Mdm-Signature is not a CMS structure");
+        goto out;
+    }
+    certs = CMS_get1_certs(cms); /* all certificates: signer and intermediates */
+    if (nsigners > MDM_MAX_SIGNERS || ndigests > MDM_MAX_DIGEST_ALGS || sk_X509_num(certs) > MDM_MAX_CERTS) {
+        set_err(err, errlen, "Mdm-Signature has too many signers, digest algorithms or certificates");
+        goto out;
+    }
     /* Match every SignerInfo with a certificate carried in the structure. */
     CMS_set1_signers_certs(cms, NULL, 0);
     for (int i = 0; i < nsigners; i++) {
@@ -196,9 +260,9 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         }
     }
 
-    /* Signature over the exact body bytes (binary: no MIME canonicalisation).
-     * The chain is checked below against our own trust store. */
-    /* The body goes in behind a pass-through filter: when given a memory BIO
+    /* Signature over the exact body bytes (binary: no MIME canonicalisation);
+     * the signer's chain is checked afterwards against our own trust store.
+     * The body goes in behind a pass-through filter: given a memory BIO
      * directly, OpenSSL 3.0's CMS_verify makes a private copy of it that it
      * leaks if CMS_dataInit then fails (e.g. an unknown digest algorithm in
      * digestAlgorithms; found by fuzz/fuzz_mdm_signature.c). */
@@ -221,7 +285,6 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         set_err(err, errlen, "Mdm-Signature does not include the signer certificate");
         goto out;
     }
-    certs = CMS_get1_certs(cms); /* other certificates: untrusted intermediates */
     char reason[256];
     if (identity_verify_cert(v, signer, certs, reason, sizeof reason) != 0) {
         set_err(err, errlen, "Mdm-Signature signer is not trusted: %s", reason);

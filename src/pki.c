@@ -549,7 +549,8 @@ int pki_bootstrap(const char *data_dir, const char *host, char **err)
             rc = 0; /* CA key kept offline, TLS already issued: nothing to do */
             goto out;
         }
-        *err = util_strdup_printf("%s: missing, cannot sign a TLS certificate with %s", ca_key_path, ca_pem_path);
+        *err = util_strdup_printf("%s: missing, cannot sign a TLS certificate with %s", ca_key_path,
+                                  ca_pem_path);
         goto out;
     }
 
@@ -582,7 +583,8 @@ int pki_bootstrap(const char *data_dir, const char *host, char **err)
             }
             if (X509_check_private_key(ca, ca_key) != 1) {
                 ERR_clear_error();
-                *err = util_strdup_printf("%s: does not match the private key in %s", ca_pem_path, ca_key_path);
+                *err = util_strdup_printf("%s: does not match the private key in %s", ca_pem_path,
+                                          ca_key_path);
                 goto out;
             }
         }

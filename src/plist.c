@@ -687,7 +687,7 @@ static void check_duplicate_keys(struct parser *ps, const plist_t *dict)
 static void on_start(void *userdata, const XML_Char *name, const XML_Char **attrs)
 {
     struct parser *ps = userdata;
-    (void)attrs; /* only <plist version="..."> has one, and it says nothing */
+    (void)attrs; /* ignored: the DTD gives only <plist> one (version), which changes nothing */
     if (ps->failed)
         return;
     enum element el = element_from_name(name);
@@ -712,8 +712,9 @@ static void on_start(void *userdata, const XML_Char *name, const XML_Char **attr
             fail(ps, 1, "<key> outside a <dict>");
         else if (ps->pending_key)
             fail(ps, 1, "<key> without a value");
-        else
-            ps->stack[ps->depth++] = (struct frame){EL_KEY, NULL};
+        if (ps->failed)
+            return;
+        ps->stack[ps->depth++] = (struct frame){EL_KEY, NULL};
         strbuf_reset(&ps->text);
         return;
     }

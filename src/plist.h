@@ -1,11 +1,12 @@
 /* Property lists (XML format) on top of expat.
  *
  * Parsing builds a small tree. It is strict: only the plist DTD's elements,
- * one root value, dict keys must be followed by a value, integers must fit in
- * int64, base64 in <data> must be valid, and nesting depth and node count are
- * capped (PLIST_MAX_DEPTH, PLIST_MAX_NODES) so hostile input can neither
- * overflow the stack nor exhaust memory. DOCTYPE is allowed, but entity
- * declarations and external entities are refused.
+ * one root value, dict keys must be followed by a value, a key may appear only
+ * once per dict (duplicates are refused), integers must fit in int64, base64
+ * in <data> must be valid, and nesting depth (dict/array levels) and node
+ * count (values) are capped (PLIST_MAX_DEPTH, PLIST_MAX_NODES) so hostile
+ * input can neither overflow the stack nor exhaust memory. DOCTYPE is allowed,
+ * but entity declarations and external entities are refused.
  *
  * Writing produces canonical Apple-style XML with a DOCTYPE.
  */
@@ -32,8 +33,8 @@ typedef enum {
 typedef struct plist plist_t;
 
 /* Parses `len` bytes. On failure returns NULL and, if errbuf is non-NULL,
- * writes a one-line reason (e.g. "nesting deeper than 64", "line 3: <foo>
- * is not a plist element"). */
+ * writes a one-line reason (e.g. "nesting deeper than 64 levels", "line 3:
+ * unexpected element <foo>"); on success errbuf is set to "". */
 plist_t *plist_parse(const char *buf, size_t len, char *errbuf, size_t errlen);
 void plist_free(plist_t *p);
 
@@ -79,7 +80,8 @@ const char *plist_dict_get_string(const plist_t *dict, const char *key);
 const unsigned char *plist_dict_get_data(const plist_t *dict, const char *key, size_t *len);
 
 /* Serializes to XML. Returns a heap buffer (NUL-terminated; *len excludes the
- * NUL), NULL on allocation failure. */
+ * NUL; len may be NULL), NULL on allocation failure or if a date lies outside
+ * years 0000-9999 (the XML date form cannot express it). */
 char *plist_to_xml(const plist_t *p, size_t *len);
 
 #endif

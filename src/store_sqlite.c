@@ -124,6 +124,10 @@ static const char *const migrations[] = {
 /* Page size for list operations. */
 #define LIST_LIMIT_MAX 1000
 
+/* How long an operation waits for another connection's write lock. */
+#define BUSY_TIMEOUT_MS 5000
+#define BUSY_RETRY_MS 10
+
 /* ---- statements ---------------------------------------------------------- */
 
 #define ENR_COLUMNS                                                                                      \
@@ -1350,19 +1354,41 @@ static const struct store_ops sqlite_ops = {
     .event_list = sq_event_list,
 };
 
-static int read_user_version(sq_store *s, int *version)
+/* Runs a PRAGMA that returns one row and copies its first column as text.
+ * SQLite does not call the busy handler for every lock a PRAGMA can need:
+ * switching a file to WAL takes an exclusive lock, and when several
+ * processes create the same new file at once all but one get SQLITE_BUSY
+ * straight away. So busy results are retried here, within the same budget as
+ * the busy timeout. */
+static int pragma_text(sq_store *s, const char *sql, char *out, size_t outlen)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return fail_db(s, "reading schema version");
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        fail_db(s, "reading schema version");
-        sqlite3_finalize(st);
-        return STORE_ERR;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    for (int waited_ms = 0; rc == SQLITE_OK; waited_ms += BUSY_RETRY_MS) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const unsigned char *v = sqlite3_column_text(st, 0);
+            snprintf(out, outlen, "%s", v ? (const char *)v : "");
+            sqlite3_finalize(st);
+            return STORE_OK;
+        }
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS)
+            break;
+        sqlite3_reset(st);
+        sqlite3_sleep(BUSY_RETRY_MS);
+        rc = SQLITE_OK;
     }
-    *version = sqlite3_column_int(st, 0);
+    fail_db(s, sql);
     sqlite3_finalize(st);
+    return STORE_ERR;
+}
+
+static int read_user_version(sq_store *s, int *version)
+{
+    char text[24];
+    if (pragma_text(s, "PRAGMA user_version", text, sizeof text) != STORE_OK)
+        return STORE_ERR;
+    *version = atoi(text);
     return STORE_OK;
 }
 
@@ -1415,25 +1441,15 @@ static int migrate(sq_store *s)
 static int configure(sq_store *s, const char *path)
 {
     /* Waits (instead of failing at once) when another connection holds the
-     * write lock, including while this one switches the file to WAL. */
-    if (sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK)
+     * write lock. */
+    if (sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
         return fail_db(s, "setting busy timeout");
     if (sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(s, "enabling foreign keys");
 
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
-        return fail_db(s, "setting journal mode");
-    int rc = sqlite3_step(st);
-    char mode[16] = "";
-    if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
-        snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
-    if (rc != SQLITE_ROW) {
-        fail_db(s, "setting journal mode");
-        sqlite3_finalize(st);
+    char mode[16];
+    if (pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof mode) != STORE_OK)
         return STORE_ERR;
-    }
-    sqlite3_finalize(st);
     /* An in-memory database reports "memory": there is no file to share. */
     if (strcmp(mode, "wal") != 0 && !(strcmp(mode, "memory") == 0 && strcmp(path, ":memory:") == 0))
         return fail(s, STORE_ERR, "cannot enable WAL journal mode (got \"%s\")", mode);

@@ -124,7 +124,8 @@ static int has_san(X509 *x, int type, const char *dns, const unsigned char *ip, 
         if (type == GEN_DNS && (size_t)ASN1_STRING_length(s) == strlen(dns) &&
             memcmp(ASN1_STRING_get0_data(s), dns, strlen(dns)) == 0)
             found = 1;
-        if (type == GEN_IPADD && ASN1_STRING_length(s) == iplen && memcmp(ASN1_STRING_get0_data(s), ip, (size_t)iplen) == 0)
+        if (type == GEN_IPADD && ASN1_STRING_length(s) == iplen &&
+            memcmp(ASN1_STRING_get0_data(s), ip, (size_t)iplen) == 0)
             found = 1;
     }
     GENERAL_NAMES_free(gens);
@@ -578,7 +579,8 @@ static void test_intermediate_chain(void **state)
     /* Without the intermediate the signer does not chain. */
     char *plain = testpki_mdm_signature(leaf, lk, body, strlen(body));
     assert_null(identity_from_mdm_signature(F.v, plain, body, strlen(body), reason, sizeof reason));
-    assert_string_equal(reason, "Mdm-Signature signer is not trusted: unable to get local issuer certificate");
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: "
+                                "unable to get local issuer certificate");
 
     /* A bundle holding only the sub-CA trusts the sub-CA's leaves. */
     char *sub_path = path_in(F.dir, "sub.pem");
@@ -718,7 +720,8 @@ static void test_mdm_signature_not_cms(void **state)
     free(b64);
     OPENSSL_free(der);
 
-    assert_null(identity_from_mdm_signature(F.v, "aGVsbG8gd29ybGQ=", BODY, strlen(BODY), reason, sizeof reason));
+    assert_null(
+        identity_from_mdm_signature(F.v, "aGVsbG8gd29ybGQ=", BODY, strlen(BODY), reason, sizeof reason));
     assert_string_equal(reason, "Mdm-Signature is not a CMS structure");
 
     /* A valid CMS with trailing bytes. */
@@ -807,7 +810,8 @@ static void test_mdm_signature_untrusted_signer(void **state)
     char *sig = testpki_mdm_signature(x, k, BODY, strlen(BODY));
     char reason[256] = "";
     assert_null(identity_from_mdm_signature(F.v, sig, BODY, strlen(BODY), reason, sizeof reason));
-    assert_string_equal(reason, "Mdm-Signature signer is not trusted: unable to get local issuer certificate");
+    assert_string_equal(reason, "Mdm-Signature signer is not trusted: "
+                                "unable to get local issuer certificate");
     free(sig);
 
     /* Signed with the server's TLS key: right CA, wrong purpose. */
@@ -1050,8 +1054,8 @@ static void test_header_malformed(void **state)
     free(sf);
 }
 
-/* Inputs found while fuzzing; kept as regressions. */
-static void test_fuzz_regressions(void **state)
+/* Short and degenerate inputs. */
+static void test_degenerate_inputs(void **state)
 {
     (void)state;
     char reason[256];
@@ -1065,11 +1069,43 @@ static void test_fuzz_regressions(void **state)
     };
     for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
         expect_refused(headers[i]);
-    static const char *sigs[] = {"====", "MA==", "MAA=", "MIAGCSqGSIb3DQEHAqCAMIACAQExADALBgkqhkiG9w0BBwGggDAAMQAAAAAAAAAAAA=="};
+    /* "====", a lone NULL byte, a bare SEQUENCE, an empty indefinite-length
+     * SignedData. */
+    static const char *sigs[] = {"====", "AA==", "MAA=",
+                                 "MIAGCSqGSIb3DQEHAqCAMIACAQExADALBgkqhkiG9w0BBwGggDAAMQAAAAAAAAAAAA=="};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
         assert_null(identity_from_mdm_signature(F.v, sigs[i], "", 0, reason, sizeof reason));
+        assert_true(reason[0] != '\0');
         assert_int_equal(ERR_peek_error(), 0);
     }
+}
+
+/* Found by fuzz/fuzz_mdm_signature.c: a SignedData whose digestAlgorithms
+ * names an unknown digest makes CMS_dataInit fail inside CMS_verify, and
+ * OpenSSL 3.0 then leaked its private copy of a memory BIO holding the body.
+ * LeakSanitizer fails this test if the leak comes back. */
+static void test_fuzz_unknown_digest_algorithm(void **state)
+{
+    (void)state;
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    size_t len = 0;
+    unsigned char *der = util_base64_decode(sig, strlen(sig), &len);
+    assert_non_null(der);
+    /* OID 2.16.840.1.101.3.4.2.1 (SHA-256); its first occurrence is in the
+     * SignedData digestAlgorithms set. Make it 2.16.840.1.101.3.4.2.127. */
+    static const unsigned char sha256_oid[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                               0x65, 0x03, 0x04, 0x02, 0x01};
+    unsigned char *hit = memmem(der, len, sha256_oid, sizeof sha256_oid);
+    assert_non_null(hit);
+    hit[sizeof sha256_oid - 1] = 0x7f;
+    char *b64 = util_base64_encode(der, len);
+    char reason[256] = "";
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature does not match the request body");
+    assert_int_equal(ERR_peek_error(), 0);
+    free(b64);
+    free(der);
+    free(sig);
 }
 
 int main(void)
@@ -1098,7 +1134,8 @@ int main(void)
         cmocka_unit_test(test_concurrent_verification),
         cmocka_unit_test(test_header_formats_round_trip),
         cmocka_unit_test(test_header_malformed),
-        cmocka_unit_test(test_fuzz_regressions),
+        cmocka_unit_test(test_degenerate_inputs),
+        cmocka_unit_test(test_fuzz_unknown_digest_algorithm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -10,8 +10,8 @@
  *     removed again after the test.
  *
  * Header-only (static inline) so a backend's own test file can include it
- * without linking anything; tests/support/*.c is linked into every test
- * binary, which is why this is not a .c file.
+ * without linking anything. The .c files in tests/support are linked into
+ * every test binary, which is why this is not one of them.
  *
  * Include after <cmocka.h>.
  */
