@@ -525,7 +525,9 @@ static int col_text(sqlite3_stmt *st, int i, char **out)
 }
 
 /* SQL NULL comes back as NULL; an empty blob as a non-NULL buffer of length
- * 0, so callers can tell "no value" from "empty value". */
+ * 0, so callers can tell "no value" from "empty value". One NUL byte is
+ * appended beyond *len, so a text plist can also be handed to string
+ * functions (e.g. for logging) without overrunning. */
 static int col_blob(sqlite3_stmt *st, int i, unsigned char **out, size_t *len)
 {
     *out = NULL;
@@ -536,11 +538,12 @@ static int col_blob(sqlite3_stmt *st, int i, unsigned char **out, size_t *len)
     size_t n = (size_t)sqlite3_column_bytes(st, i);
     if (!v && n > 0)
         return -1; /* conversion ran out of memory */
-    *out = malloc(n ? n : 1);
+    *out = malloc(n + 1);
     if (!*out)
         return -1;
     if (n)
         memcpy(*out, v, n);
+    (*out)[n] = '\0';
     *len = n;
     return 0;
 }

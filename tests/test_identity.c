@@ -1108,6 +1108,119 @@ static void test_fuzz_unknown_digest_algorithm(void **state)
     free(sig);
 }
 
+/* Rebuilds a DER ContentInfo(SignedData) with its digestAlgorithms SET
+ * content repeated n times (lengths re-encoded). */
+static unsigned char *repeat_digest_algorithms(const unsigned char *der, long len, int n, long *outlen)
+{
+    const unsigned char *p = der, *end = der + len;
+    long l;
+    int tag, cls;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* ContentInfo */
+    const unsigned char *oid = p;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), 0); /* contentType */
+    p += l;
+    long oid_len = p - oid;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* [0] */
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* SignedData */
+    const unsigned char *sd_end = p + l;
+    const unsigned char *ver = p;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), 0); /* version */
+    p += l;
+    long ver_len = p - ver;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* SET */
+    assert_int_equal(tag, V_ASN1_SET);
+    const unsigned char *algs = p, *rest = p + l;
+    long algs_len = l, rest_len = sd_end - rest;
+
+    long set_content = algs_len * n;
+    long sd_content = ver_len + ASN1_object_size(1, set_content, V_ASN1_SET) + rest_len;
+    long a0_content = ASN1_object_size(1, sd_content, V_ASN1_SEQUENCE);
+    long ci_content = oid_len + ASN1_object_size(1, a0_content, 0);
+    long total = ASN1_object_size(1, ci_content, V_ASN1_SEQUENCE);
+    unsigned char *out = malloc((size_t)total), *q = out;
+    assert_non_null(out);
+    ASN1_put_object(&q, 1, ci_content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+    memcpy(q, oid, (size_t)oid_len);
+    q += oid_len;
+    ASN1_put_object(&q, 1, a0_content, 0, V_ASN1_CONTEXT_SPECIFIC);
+    ASN1_put_object(&q, 1, sd_content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+    memcpy(q, ver, (size_t)ver_len);
+    q += ver_len;
+    ASN1_put_object(&q, 1, set_content, V_ASN1_SET, V_ASN1_UNIVERSAL);
+    for (int i = 0; i < n; i++) {
+        memcpy(q, algs, (size_t)algs_len);
+        q += algs_len;
+    }
+    memcpy(q, rest, (size_t)rest_len);
+    q += rest_len;
+    assert_int_equal(q - out, total);
+    *outlen = total;
+    return out;
+}
+
+/* CMS_verify hashes the body once per digestAlgorithms entry, duplicates
+ * included: a header with thousands of entries would cost seconds of CPU
+ * for one unauthenticated request. More than a few are refused up front. */
+static void test_mdm_signature_digest_algorithm_limit(void **state)
+{
+    (void)state;
+    size_t body_len = 256 * 1024;
+    char *body = calloc(1, body_len);
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, body, body_len);
+    size_t len = 0;
+    unsigned char *der = util_base64_decode(sig, strlen(sig), &len);
+    char reason[256] = "";
+
+    /* A duplicate or two still verifies (as OpenSSL would). */
+    long dlen = 0;
+    unsigned char *d = repeat_digest_algorithms(der, (long)len, 2, &dlen);
+    char *b64 = util_base64_encode(d, (size_t)dlen);
+    X509 *x = identity_from_mdm_signature(F.v, b64, body, body_len, reason, sizeof reason);
+    if (!x)
+        fail_msg("refused: %s", reason);
+    X509_free(x);
+    free(b64);
+    free(d);
+
+    d = repeat_digest_algorithms(der, (long)len, 2000, &dlen);
+    b64 = util_base64_encode(d, (size_t)dlen);
+    assert_true(strlen(b64) < 64 * 1024);
+    int64_t t0 = util_now_us();
+    assert_null(identity_from_mdm_signature(F.v, b64, body, body_len, reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature has too many signers, digest algorithms or certificates");
+    assert_true(util_now_us() - t0 < 1000000);
+    assert_int_equal(ERR_peek_error(), 0);
+    free(b64);
+    free(d);
+
+    /* Too many certificates. */
+    STACK_OF(X509) *extra = sk_X509_new_null();
+    for (int i = 0; i < 16; i++) {
+        EVP_PKEY *k = NULL;
+        X509 *c = NULL;
+        assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "filler", &k, &c), 0);
+        sk_X509_push(extra, c);
+        EVP_PKEY_free(k);
+    }
+    BIO *in = BIO_new_mem_buf(BODY, (int)strlen(BODY));
+    CMS_ContentInfo *cms = CMS_sign(F.dev_cert, F.dev_key, extra, in, CMS_DETACHED | CMS_BINARY);
+    assert_non_null(cms);
+    unsigned char *cder = NULL;
+    int clen = i2d_CMS_ContentInfo(cms, &cder);
+    b64 = util_base64_encode(cder, (size_t)clen);
+    assert_null(identity_from_mdm_signature(F.v, b64, BODY, strlen(BODY), reason, sizeof reason));
+    assert_string_equal(reason, "Mdm-Signature has too many signers, digest algorithms or certificates");
+    free(b64);
+    OPENSSL_free(cder);
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    sk_X509_pop_free(extra, X509_free);
+
+    free(der);
+    free(sig);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1131,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_mdm_signature_attached_refused),
         cmocka_unit_test(test_mdm_signature_no_signer_cert),
         cmocka_unit_test(test_mdm_signature_untrusted_signer),
+        cmocka_unit_test(test_mdm_signature_digest_algorithm_limit),
         cmocka_unit_test(test_concurrent_verification),
         cmocka_unit_test(test_header_formats_round_trip),
         cmocka_unit_test(test_header_malformed),

@@ -769,7 +769,7 @@ static void test_exchange_idle_returns_oldest_pending(void **state)
         assert_string_equal(next.uuid, c1);
         assert_string_equal(next.request_type, "DeviceInformation");
         assert_int_equal(next.created_at, CONF_T0 + 1);
-        assert_non_null(strstr((const char *)next.body, "DeviceInformation"));
+        assert_non_null(memmem(next.body, next.body_len, "DeviceInformation", 17));
         command_free(&next);
     }
 
@@ -1301,6 +1301,57 @@ static void test_event_add_and_list_all(void **state)
     assert_int_equal(ev.n, 0);
 }
 
+static void test_malformed_event_detail_fails_cleanly(void **state)
+{
+    conf_t *fx = *state;
+    const char *dev = conf_name(fx, "dev");
+    assert_int_equal(OPS(fx)->event_add(fx->s, dev, "broken", "{\"unterminated\": ", CONF_T0), STORE_ERR);
+    const char *why = OPS(fx)->errmsg(fx->s);
+    assert_non_null(why);
+    assert_true(strlen(why) > 0);
+
+    /* Nothing was written and the handle is usable afterwards. */
+    conf_events_t ev;
+    memset(&ev, 0, sizeof ev);
+    assert_int_equal(OPS(fx)->event_list(fx->s, dev, 10, conf_collect_event, &ev), STORE_OK);
+    assert_int_equal(ev.n, 0);
+    assert_int_equal(OPS(fx)->event_add(fx->s, dev, "fine", "{}", CONF_T0), STORE_OK);
+    assert_int_equal(conf_authenticate(fx, dev, conf_cert(fx, 1), "iPhone14,5", "SN1", CONF_T0), STORE_OK);
+}
+
+/* SQLite-specific: another connection holds the write lock for longer than
+ * the busy timeout. The write fails with STORE_ERR and a reason, changes
+ * nothing, and the handle works again once the lock is gone. */
+static void test_write_lock_timeout_fails_cleanly(void **state)
+{
+    conf_t *fx = *state;
+    if (fx->shared)
+        skip();
+    const char *dev = conf_active_device(fx, "dev", 1, CONF_T0);
+    const char *c1 = conf_name(fx, "c1");
+    assert_int_equal(conf_enqueue(fx, c1, "DeviceInformation", &dev, 1, CONF_T0 + 1), STORE_OK);
+
+    sqlite3 *blocker = NULL;
+    assert_int_equal(sqlite3_open(fx->path, &blocker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    command_report_t ack = conf_report(c1, CMD_STATUS_ACKNOWLEDGED, "<plist/>", NULL);
+    int applied = -1;
+    char next[UUID_LEN];
+    assert_int_equal(conf_exchange(fx, dev, &ack, CONF_T0 + 2, &applied, next, sizeof next), STORE_ERR);
+    assert_int_equal(applied, 0);
+    assert_non_null(strstr(OPS(fx)->errmsg(fx->s), "locked"));
+    /* Reads are not blocked by a writer. */
+    assert_int_equal(conf_exchange(fx, dev, NULL, CONF_T0 + 2, &applied, next, sizeof next), STORE_OK);
+    assert_string_equal(next, c1);
+
+    assert_int_equal(sqlite3_exec(blocker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(blocker);
+
+    assert_int_equal(conf_exchange(fx, dev, &ack, CONF_T0 + 3, &applied, next, sizeof next), STORE_NOTFOUND);
+    assert_int_equal(applied, 1);
+}
+
 /* ---- several handles and processes --------------------------------------- */
 
 static void test_two_handles_on_one_database(void **state)
@@ -1479,6 +1530,8 @@ int main(void)
         STORE_TEST(test_user_channel_has_its_own_queue),
         STORE_TEST(test_events_written_and_listed),
         STORE_TEST(test_event_add_and_list_all),
+        STORE_TEST(test_malformed_event_detail_fails_cleanly),
+        STORE_TEST(test_write_lock_timeout_fails_cleanly),
         STORE_TEST(test_two_handles_on_one_database),
         STORE_TEST(test_concurrent_processes),
     };
