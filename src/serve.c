@@ -82,6 +82,9 @@ int serve_main(int argc, char **argv)
         return prc > 0 ? 0 : 2;
     }
     log_set_level(cfg.log_level);
+    /* The database holds push and unlock tokens: nothing orchard creates
+     * is readable by other users. */
+    umask(077);
     int rc = 1;
     char *err = NULL, *host = NULL, *api_key = NULL;
     store_t *store = NULL;

@@ -67,7 +67,7 @@ static const char *const migrations[] = {
     "  token_updated_at INTEGER NOT NULL DEFAULT 0,"
     "  checked_out_at   INTEGER NOT NULL DEFAULT 0"
     ");"
-    /* Authentication by certificate on every request. */
+    /* enrollment_by_cert: which device a certificate is bound to. */
     "CREATE INDEX enrollments_by_cert ON enrollments (cert_sha256);"
     /* CheckOut and re-authentication reach the user channels of a device. */
     "CREATE INDEX enrollments_by_device ON enrollments (device_id);"
@@ -75,22 +75,28 @@ static const char *const migrations[] = {
     "CREATE INDEX enrollments_by_state ON enrollments (state, id);"
     "CREATE INDEX enrollments_by_serial ON enrollments (serial_number);"
 
-    /* A command is stored once, however many enrollments it targets. */
+    /* A command is stored once, however many enrollments it targets.
+     * Targets refer to it by the integer id rather than the UUID: the
+     * next-command lookup then reaches the body with one rowid seek, and
+     * the per-target rows and their indexes stay small (with 10 million
+     * targets the UUID text alone would add about 1 GB of index). */
     "CREATE TABLE commands ("
-    "  uuid         TEXT PRIMARY KEY NOT NULL,"
+    "  id           INTEGER PRIMARY KEY,"
+    "  uuid         TEXT NOT NULL UNIQUE,"
     "  request_type TEXT NOT NULL,"
     "  body         BLOB NOT NULL,"
     "  created_at   INTEGER NOT NULL"
     ");"
 
-    /* One row per (enrollment, command). seq is the rowid: assigned in
-     * increasing order at enqueue time (enqueues are serialised by the write
-     * lock), so ordering by seq is ordering by enqueue time. Rows are never
-     * deleted, so AUTOINCREMENT's extra bookkeeping is not needed for seq to
-     * stay monotonic. pending is kept in step with status by the CHECK. */
+    /* One row per (enrollment, command). seq is the rowid, assigned at
+     * enqueue time under the write lock, so ordering by seq is ordering by
+     * enqueue time. Without AUTOINCREMENT a new rowid is one more than the
+     * largest present, which still sorts after every existing row; that is
+     * all the ordering needs, so AUTOINCREMENT's bookkeeping is skipped.
+     * pending is kept in step with status by the CHECK. */
     "CREATE TABLE command_targets ("
     "  seq           INTEGER PRIMARY KEY,"
-    "  command_uuid  TEXT NOT NULL REFERENCES commands (uuid),"
+    "  command_id    INTEGER NOT NULL REFERENCES commands (id),"
     "  enrollment_id TEXT NOT NULL REFERENCES enrollments (id),"
     "  status        TEXT NOT NULL CHECK (status IN ('queued', 'NotNow', 'Acknowledged', 'Error',"
     "                                                'CommandFormatError', 'cancelled')),"
@@ -99,13 +105,15 @@ static const char *const migrations[] = {
     "  error_chain   TEXT,"
     "  queued_at     INTEGER NOT NULL,"
     "  updated_at    INTEGER NOT NULL,"
-    "  UNIQUE (enrollment_id, command_uuid)"
+    "  UNIQUE (enrollment_id, command_id)"
     ");"
-    /* The hot path: next pending command of one enrollment is an index seek
-     * to (enrollment_id, 1) and the first entry in seq order, independent of
-     * how many enrollments and finished commands exist. */
-    "CREATE INDEX command_targets_next ON command_targets (enrollment_id, pending, seq);"
-    "CREATE INDEX command_targets_by_command ON command_targets (command_uuid, seq);"
+    /* The hot path: the next pending command of one enrollment is an index
+     * seek to (enrollment_id, 1) and the first entry in seq order, however
+     * many enrollments and finished commands exist. status and command_id
+     * make the index covering, so the NotNow filter and the join to
+     * commands need no visit to the command_targets row. */
+    "CREATE INDEX command_targets_next ON command_targets (enrollment_id, pending, seq, status, command_id);"
+    "CREATE INDEX command_targets_by_command ON command_targets (command_id, seq);"
 
     /* Audit log. enrollment_id is deliberately not a foreign key: events are
      * also written for ids that never enrolled, and for no enrollment. */
@@ -137,7 +145,7 @@ static const char *const migrations[] = {
     "authenticated_at, token_updated_at, checked_out_at"
 
 #define TARGET_COLUMNS                                                                                   \
-    "t.command_uuid, t.enrollment_id, c.request_type, t.status, t.result, t.error_chain, t.queued_at, " \
+    "c.uuid, t.enrollment_id, c.request_type, t.status, t.result, t.error_chain, t.queued_at, "          \
     "t.updated_at"
 
 enum stmt_id {
@@ -223,11 +231,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_REENROLL_CANCEL_EVENTS] =
         "INSERT INTO events (at, enrollment_id, kind, detail)"
         " SELECT ?1, t.enrollment_id, 'command_cancelled',"
-        "  json_object('command_uuid', t.command_uuid, 'request_type', c.request_type,"
+        "  json_object('command_uuid', c.uuid, 'request_type', c.request_type,"
         "              'reason', 're-enrollment')"
         " FROM enrollments e"
         " JOIN command_targets t ON t.enrollment_id = e.id AND t.pending = 1"
-        " JOIN commands c ON c.uuid = t.command_uuid"
+        " JOIN commands c ON c.id = t.command_id"
         " WHERE e.device_id = ?2 ORDER BY t.seq",
     [ST_REENROLL_CANCEL] = "UPDATE command_targets SET status = 'cancelled', pending = 0, updated_at = ?1"
                            " WHERE pending = 1"
@@ -284,14 +292,15 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_COUNT_ALL] = "SELECT count(*) FROM enrollments",
     [ST_COUNT_STATE] = "SELECT count(*) FROM enrollments WHERE state = ?1",
 
+    /* On success the new command's id is sqlite3_last_insert_rowid(). */
     [ST_CMD_INSERT] = "INSERT INTO commands (uuid, request_type, body, created_at) VALUES (?1, ?2, ?3, ?4)"
                       " ON CONFLICT (uuid) DO NOTHING",
     /* Inserts nothing for an unknown enrollment (the SELECT is empty) or for
      * an id listed twice (the conflict). */
-    [ST_TARGET_INSERT] = "INSERT INTO command_targets (command_uuid, enrollment_id, status, pending,"
+    [ST_TARGET_INSERT] = "INSERT INTO command_targets (command_id, enrollment_id, status, pending,"
                          "  queued_at, updated_at)"
                          " SELECT ?1, id, 'queued', 1, ?3, ?3 FROM enrollments WHERE id = ?2"
-                         " ON CONFLICT (enrollment_id, command_uuid) DO NOTHING",
+                         " ON CONFLICT (enrollment_id, command_id) DO NOTHING",
     [ST_QUEUED_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
                         " VALUES (?1, ?2, 'command_queued', json_object('command_uuid', ?3,"
                         "  'request_type', ?4))",
@@ -300,32 +309,34 @@ static const char *const stmt_sql[ST_COUNT_] = {
      * enrollment's command updates nothing. */
     [ST_REPORT_APPLY] = "UPDATE command_targets SET status = ?3, pending = ?4, result = ?5, error_chain = ?6,"
                         "  updated_at = ?7"
-                        " WHERE enrollment_id = ?1 AND command_uuid = ?2 AND pending = 1",
+                        " WHERE enrollment_id = ?1 AND pending = 1"
+                        "  AND command_id = (SELECT id FROM commands WHERE uuid = ?2)",
     [ST_RESULT_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
                         " SELECT ?1, ?2, 'command_result', json_object('command_uuid', uuid, 'status', ?3,"
                         "  'request_type', request_type)"
                         " FROM commands WHERE uuid = ?4",
     [ST_NEXT_ANY] = "SELECT c.uuid, c.request_type, c.body, c.created_at"
-                    " FROM command_targets t JOIN commands c ON c.uuid = t.command_uuid"
+                    " FROM command_targets t JOIN commands c ON c.id = t.command_id"
                     " WHERE t.enrollment_id = ?1 AND t.pending = 1"
                     " ORDER BY t.seq LIMIT 1",
     [ST_NEXT_SKIP_NOTNOW] = "SELECT c.uuid, c.request_type, c.body, c.created_at"
-                            " FROM command_targets t JOIN commands c ON c.uuid = t.command_uuid"
+                            " FROM command_targets t JOIN commands c ON c.id = t.command_id"
                             " WHERE t.enrollment_id = ?1 AND t.pending = 1 AND t.status <> 'NotNow'"
                             " ORDER BY t.seq LIMIT 1",
 
     [ST_CMD_GET] = "SELECT uuid, request_type, body, created_at FROM commands WHERE uuid = ?1",
-    [ST_TARGETS_OF_CMD] = "SELECT " TARGET_COLUMNS " FROM command_targets t"
-                          " JOIN commands c ON c.uuid = t.command_uuid"
-                          " WHERE t.command_uuid = ?1 ORDER BY t.seq",
+    [ST_TARGETS_OF_CMD] = "SELECT " TARGET_COLUMNS " FROM commands c"
+                          " JOIN command_targets t ON t.command_id = c.id"
+                          " WHERE c.uuid = ?1 ORDER BY t.seq",
     [ST_ENR_CMDS_ALL] = "SELECT " TARGET_COLUMNS " FROM command_targets t"
-                        " JOIN commands c ON c.uuid = t.command_uuid"
+                        " JOIN commands c ON c.id = t.command_id"
                         " WHERE t.enrollment_id = ?1 ORDER BY t.seq DESC LIMIT ?2",
     [ST_ENR_CMDS_PENDING] = "SELECT " TARGET_COLUMNS " FROM command_targets t"
-                            " JOIN commands c ON c.uuid = t.command_uuid"
+                            " JOIN commands c ON c.id = t.command_id"
                             " WHERE t.enrollment_id = ?1 AND t.pending = 1 ORDER BY t.seq DESC LIMIT ?2",
     [ST_CANCEL_ONE] = "UPDATE command_targets SET status = 'cancelled', pending = 0, updated_at = ?3"
-                      " WHERE enrollment_id = ?1 AND command_uuid = ?2 AND pending = 1",
+                      " WHERE enrollment_id = ?1 AND pending = 1"
+                      "  AND command_id = (SELECT id FROM commands WHERE uuid = ?2)",
     [ST_CANCEL_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
                         " SELECT ?1, ?2, 'command_cancelled', json_object('command_uuid', uuid,"
                         "  'request_type', request_type, 'reason', 'cancelled')"
@@ -1008,12 +1019,13 @@ static int enqueue_in_tx(sq_store *s, const command_t *cmd, const char *const *i
         return STORE_ERR;
     if (changed == 0)
         return fail(s, STORE_CONFLICT, "command %s already exists", cmd->uuid);
+    sqlite3_int64 command_id = sqlite3_last_insert_rowid(s->db);
 
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
         if (!(st = stmt(s, ST_TARGET_INSERT)))
             return STORE_ERR;
-        if (bind_text(st, 1, cmd->uuid) | bind_text(st, 2, ids[i]) | bind_int(st, 3, now))
+        if (sqlite3_bind_int64(st, 1, command_id) | bind_text(st, 2, ids[i]) | bind_int(st, 3, now))
             return bind_failed(s, st, "command_enqueue");
         if (exec_stmt(s, st, "queueing command", &changed) != STORE_OK)
             return STORE_ERR;
