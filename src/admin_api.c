@@ -51,16 +51,14 @@ static int authorized(const app_t *app, const http_request_t *req)
         unsigned char *dec = util_base64_decode(h + 6, strlen(h + 6), &n);
         if (!dec)
             return 0;
-        /* Any user name; the key is the password. */
+        /* Any user name; the key is the password. The decoded buffer is
+         * NUL-terminated; a NUL inside the password makes it not match. */
         char *colon = memchr(dec, ':', n);
         int ok = 0;
         if (colon) {
-            size_t plen = n - (size_t)(colon + 1 - (char *)dec);
-            char *pass = strndup(colon + 1, plen);
-            ok = pass && strlen(pass) == plen && util_secure_streq(pass, app->api_key);
-            if (pass)
-                OPENSSL_cleanse(pass, plen);
-            free(pass);
+            const char *pass = colon + 1;
+            size_t plen = n - (size_t)(pass - (char *)dec);
+            ok = strlen(pass) == plen && util_secure_streq(pass, app->api_key);
         }
         OPENSSL_cleanse(dec, n);
         free(dec);

@@ -10,8 +10,10 @@
  * committed in between, and that failure is not retried by the busy handler.
  * Read-only operations run as single autocommit statements.
  *
- * Durability. synchronous=FULL makes every COMMIT fsync the WAL, so a command
- * result acknowledged to a device survives a power cut.
+ * Durability. Every write transaction is on disk before the operation
+ * returns, so a command result acknowledged to a device survives a power
+ * cut. Handles of one process queue on a writer gate and share fsyncs
+ * (store_sqlite_sync.c); other processes use SQLite's busy timeout.
  *
  * Callbacks (enrollment_list, command_targets, enrollment_commands,
  * event_list) are invoked while the query is being stepped, so results are
@@ -28,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "store_sqlite_sync.h"
 
 /* ---- schema -------------------------------------------------------------- */
 
@@ -367,6 +371,8 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *stmts[ST_COUNT_];
     sqlite3_stmt *list_stmts[LIST_VARIANTS];
+    sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
+    int writing;     /* holds the writer gate */
     char err[512];
 } sq_store;
 
@@ -478,10 +484,23 @@ static int bind_failed(sq_store *s, sqlite3_stmt *st, const char *what)
 
 /* ---- transactions -------------------------------------------------------- */
 
+static void gate_release(sq_store *s)
+{
+    if (s->writing) {
+        s->writing = 0;
+        sq_sync_writer_unlock(s->sync);
+    }
+}
+
 static int tx_begin(sq_store *s)
 {
+    sq_sync_writer_lock(s->sync);
+    s->writing = 1;
     sqlite3_stmt *st = stmt(s, ST_BEGIN);
-    return st ? exec_stmt(s, st, "starting write transaction", NULL) : STORE_ERR;
+    int rc = st ? exec_stmt(s, st, "starting write transaction", NULL) : STORE_ERR;
+    if (rc != STORE_OK)
+        gate_release(s);
+    return rc;
 }
 
 /* Some errors (I/O, disk full, busy during commit) already roll the
@@ -489,17 +508,20 @@ static int tx_begin(sq_store *s)
  * the failure that led here is kept. */
 static void tx_rollback(sq_store *s)
 {
-    if (sqlite3_get_autocommit(s->db))
-        return;
-    sqlite3_stmt *st = stmt(s, ST_ROLLBACK);
-    if (st) {
-        sqlite3_step(st);
-        stmt_release(st);
+    if (!sqlite3_get_autocommit(s->db)) {
+        sqlite3_stmt *st = stmt(s, ST_ROLLBACK);
+        if (st) {
+            sqlite3_step(st);
+            stmt_release(st);
+        }
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* last resort, e.g. the prepare failed */
     }
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* last resort, e.g. the prepare failed */
+    gate_release(s);
 }
 
+/* Commits, lets the next writer in, then waits for the group fsync: the
+ * transaction is on disk when this returns STORE_OK. */
 static int tx_commit(sq_store *s)
 {
     sqlite3_stmt *st = stmt(s, ST_COMMIT);
@@ -507,6 +529,10 @@ static int tx_commit(sq_store *s)
         tx_rollback(s);
         return STORE_ERR;
     }
+    uint64_t gen = sq_sync_committed(s->sync);
+    gate_release(s);
+    if (sq_sync_durable(s->sync, gen) != 0)
+        return fail(s, STORE_ERR, "flushing the write-ahead log to disk failed");
     return STORE_OK;
 }
 
@@ -1344,6 +1370,8 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->list_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
+    gate_release(s);
+    sq_sync_put(s->sync);
     free(s);
 }
 
@@ -1469,8 +1497,11 @@ static int configure(sq_store *s, const char *path)
     if (strcmp(mode, "wal") != 0 && !(strcmp(mode, "memory") == 0 && strcmp(path, ":memory:") == 0))
         return fail(s, STORE_ERR, "cannot enable WAL journal mode (got \"%s\")", mode);
 
-    /* FULL: a commit is on disk (the WAL is fsynced) before it returns. */
-    if (sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK)
+    /* NORMAL: COMMIT writes the WAL without flushing it; tx_commit then
+     * waits for the group fsync (store_sqlite_sync.c), so a commit is still
+     * on disk before tx_commit returns, but concurrent commits share one
+     * flush. */
+    if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(s, "setting synchronous mode");
     return STORE_OK;
 }
@@ -1494,6 +1525,8 @@ store_t *store_sqlite_open(const char *path, char **err)
             fail(s, STORE_ERR, "cannot open %s: %s", path, sqlite3_errmsg(s->db));
         else
             fail(s, STORE_ERR, "cannot open %s: %s", path, sqlite3_errstr(rc));
+    } else if (!(s->sync = sq_sync_get(path))) {
+        fail(s, STORE_ERR, "out of memory");
     } else if (configure(s, path) == STORE_OK && migrate(s) == STORE_OK) {
         return &s->base;
     } else {

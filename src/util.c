@@ -104,7 +104,9 @@ static int b64_value(unsigned char c)
 
 unsigned char *util_base64_decode(const char *in, size_t len, size_t *outlen)
 {
-    unsigned char *out = malloc(len / 4 * 3 + 3);
+    /* One spare byte: the result is NUL-terminated for callers that treat
+     * decoded text as a string. */
+    unsigned char *out = malloc(len / 4 * 3 + 4);
     if (!out)
         return NULL;
     uint32_t acc = 0;
@@ -132,6 +134,7 @@ unsigned char *util_base64_decode(const char *in, size_t len, size_t *outlen)
     }
     if (symbols % 4 != 0 || pad > 2)
         goto bad;
+    out[o] = '\0';
     *outlen = o;
     return out;
 bad:

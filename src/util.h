@@ -17,7 +17,7 @@ int util_random_hex(char *out, size_t nbytes);
  * allocation failure. */
 char *util_base64_encode(const unsigned char *in, size_t len);
 /* Decodes standard base64, ignoring ASCII whitespace. Returns a heap buffer
- * and its length in *outlen, or NULL on invalid input. */
+ * (NUL-terminated after the *outlen decoded bytes), or NULL on invalid input. */
 unsigned char *util_base64_decode(const char *in, size_t len, size_t *outlen);
 
 void util_hex(const unsigned char *in, size_t len, char *out); /* out: 2*len+1 */

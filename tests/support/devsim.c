@@ -31,7 +31,12 @@ static char *key_pem(EVP_PKEY *key)
     if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) == 1) {
         char *p;
         long n = BIO_get_mem_data(b, &p);
-        out = strndup(p, (size_t)n);
+        /* The BIO's buffer is not NUL-terminated: copy exactly n bytes. */
+        out = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        if (out) {
+            memcpy(out, p, (size_t)n);
+            out[n] = '\0';
+        }
     }
     BIO_free(b);
     return out;
