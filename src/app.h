@@ -3,6 +3,9 @@
 #ifndef ORCHARD_APP_H
 #define ORCHARD_APP_H
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "config.h"
 #include "http.h"
 #include "identity.h"
@@ -15,6 +18,15 @@ typedef struct {
     identity_verifier_t *verifier;
     pusher_t *pusher;
     const char *api_key;
+    /* Enrollment (serve.c loads these) */
+    X509 *ca_cert;          /* device CA: issues SCEP certificates */
+    EVP_PKEY *ca_key;       /* NULL when the CA key is kept offline: SCEP then refuses */
+    X509 *tls_cert;         /* signs enrollment profiles */
+    EVP_PKEY *tls_key;
+    STACK_OF(X509) *anchors; /* certificates devices must trust for the server (profile anchors) */
+    const char *push_topic;  /* from the push certificate or --push-topic; NULL if neither */
+    const char *enroll_secret;
+    identity_verifier_t *machineinfo_verifier; /* NULL: POST /enroll is closed */
 } app_t;
 
 typedef struct {
@@ -34,5 +46,12 @@ void mdm_single_url_handle(worker_t *w, const http_request_t *req, http_response
 void mdm_checkin_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp);
 void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp);
 void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* Enrollment: SCEP (scep_http.c), OTA profile and MachineInfo (enroll_http.c),
+ * admin calls under /v1/certificates, /v1/admission, /v1/renewals
+ * (admin_enroll.c; called by admin_api_handle after the key check, `sub` is
+ * the path after "/v1/"). */
+void scep_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+void enroll_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+int admin_enroll_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 
 #endif

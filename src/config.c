@@ -25,6 +25,14 @@ enum {
     OPT_WORKERS,
     OPT_TIMEOUT,
     OPT_NOOP,
+    OPT_SCEP_CHALLENGE,
+    OPT_ENROLL_SECRET,
+    OPT_ADMISSION,
+    OPT_CERT_DAYS,
+    OPT_MACHINEINFO_CA,
+    OPT_PUSH_CERT,
+    OPT_PUSH_TOPIC,
+    OPT_ORG_NAME,
     OPT_HELP
 };
 
@@ -63,6 +71,20 @@ static const struct setting {
      "read/write/idle timeout of a connection (default 30)"},
     {"enable-noop-endpoint", 0, OPT_NOOP, "ORCHARD_ENABLE_NOOP_ENDPOINT", NULL,
      "serve PUT /bench/noop (an empty 200), the benchmark's ceiling for the HTTP stack"},
+    {"scep-challenge", 1, OPT_SCEP_CHALLENGE, "ORCHARD_SCEP_CHALLENGE", "SECRET",
+     "static SCEP challenge password (default: none; profiles carry one-time challenges)"},
+    {"enroll-secret", 1, OPT_ENROLL_SECRET, "ORCHARD_ENROLL_SECRET", "SECRET",
+     "secret for GET /enroll (?secret= or HTTP Basic password; default generated into DIR/enroll.secret)"},
+    {"admission", 1, OPT_ADMISSION, "ORCHARD_ADMISSION", "POLICY",
+     "who may enroll through POST /enroll: open, or known (registered serials/UDIDs) (default open)"},
+    {"cert-days", 1, OPT_CERT_DAYS, "ORCHARD_CERT_DAYS", "DAYS", "validity of issued device certificates (default 365)"},
+    {"machineinfo-ca", 1, OPT_MACHINEINFO_CA, "ORCHARD_MACHINEINFO_CA", "FILE",
+     "CA bundle that MachineInfo signers must chain to (Apple's device CAs); unset closes POST /enroll"},
+    {"push-cert", 1, OPT_PUSH_CERT, "ORCHARD_PUSH_CERT", "FILE",
+     "APNs MDM push certificate, PEM (default DIR/push.pem when present; see orchard pushcert)"},
+    {"push-topic", 1, OPT_PUSH_TOPIC, "ORCHARD_PUSH_TOPIC", "TOPIC",
+     "push topic for profiles, overriding the one read from the push certificate"},
+    {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -156,6 +178,36 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->timeout_seconds = (int)n;
         break;
+    case OPT_SCEP_CHALLENGE: set_str(&c->scep_challenge, v); break;
+    case OPT_ENROLL_SECRET:
+        if (strlen(v) < 8) {
+            fprintf(stderr, "orchard serve: --enroll-secret must be at least 8 characters\n");
+            return -1;
+        }
+        set_str(&c->enroll_secret, v);
+        break;
+    case OPT_ADMISSION:
+        if (strcmp(v, "open") != 0 && strcmp(v, "known") != 0) {
+            fprintf(stderr, "orchard serve: --admission must be open or known (got '%s')\n", v);
+            return -1;
+        }
+        c->admission_known = strcmp(v, "known") == 0;
+        break;
+    case OPT_CERT_DAYS:
+        if (parse_long(s->flag, v, 1, 3650, &n))
+            return -1;
+        c->cert_days = (int)n;
+        break;
+    case OPT_MACHINEINFO_CA: set_str(&c->machineinfo_ca, v); break;
+    case OPT_PUSH_CERT: set_str(&c->push_cert, v); break;
+    case OPT_PUSH_TOPIC:
+        if (strncmp(v, "com.apple.mgmt.", 15) != 0) {
+            fprintf(stderr, "orchard serve: --push-topic must start with com.apple.mgmt. (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->push_topic, v);
+        break;
+    case OPT_ORG_NAME: set_str(&c->org_name, v); break;
     default: break;
     }
     return 0;
@@ -173,6 +225,7 @@ int config_parse(config_t *c, int argc, char **argv)
     long w = cpus > 0 ? 4 * cpus : 4;
     c->workers = (int)(w < 4 ? 4 : w > 64 ? 64 : w);
     c->timeout_seconds = 30;
+    c->cert_days = 365;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -219,6 +272,8 @@ int config_parse(config_t *c, int argc, char **argv)
         c->tls_key = util_strdup_printf("%s/tls.key", c->data_dir);
     if (!c->client_ca)
         c->client_ca = util_strdup_printf("%s/ca.pem", c->data_dir);
+    if (!c->org_name)
+        c->org_name = strdup("orchard");
     if (!c->public_url) {
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
@@ -246,5 +301,17 @@ void config_free(config_t *c)
     free(c->tls_key);
     free(c->client_ca);
     free(c->client_cert_header);
+    if (c->scep_challenge) {
+        memset(c->scep_challenge, 0, strlen(c->scep_challenge));
+        free(c->scep_challenge);
+    }
+    if (c->enroll_secret) {
+        memset(c->enroll_secret, 0, strlen(c->enroll_secret));
+        free(c->enroll_secret);
+    }
+    free(c->machineinfo_ca);
+    free(c->push_cert);
+    free(c->push_topic);
+    free(c->org_name);
     memset(c, 0, sizeof *c);
 }

@@ -23,6 +23,15 @@ typedef struct {
     int workers;              /* worker threads, default = online CPUs */
     int timeout_seconds;      /* read/write/idle timeout per connection, default 30 */
     int noop_endpoint;        /* PUT /bench/noop: the benchmark's no-op ceiling */
+    /* Enrollment */
+    char *scep_challenge;     /* static SCEP challenge; NULL = one-time challenges only */
+    char *enroll_secret;      /* protects GET /enroll; default generated into <data_dir>/enroll.secret */
+    int admission_known;      /* 0 = open, 1 = only registered serials/UDIDs may enroll */
+    int cert_days;            /* validity of issued device certificates, default 365 */
+    char *machineinfo_ca;     /* trust anchors for MachineInfo signers; NULL = POST /enroll closed */
+    char *push_cert;          /* APNs push certificate (PEM); default <data_dir>/push.pem if present */
+    char *push_topic;         /* overrides the topic read from the push certificate */
+    char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,

@@ -28,6 +28,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -365,6 +366,11 @@ static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx,
         *err = util_strdup_printf("cannot listen on %s: %s", cfg->listen, strerror(errno));
         return -1;
     }
+    /* A response leaves as several TLS records; without TCP_NODELAY the
+     * later segments wait for the client's delayed ACK (~40 ms). Accepted
+     * sockets inherit the option from the listener on Linux. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!evhttp_bind_listener(wt->http, l)) {
         evconnlistener_free(l);
         *err = util_strdup_printf("cannot bind HTTP to %s", cfg->listen);

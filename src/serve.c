@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
 
+#include "app.h"
 #include "config.h"
 #include "http_server.h"
 #include "identity.h"
@@ -37,12 +39,13 @@ static char *public_host(const char *url)
     return n ? strndup(p, n) : strdup("localhost");
 }
 
-/* The admin key: given, or read from DIR/api.key, or generated once there. */
-static char *load_api_key(const config_t *cfg)
+/* A secret: given, or read from DIR/NAME, or generated once there (and
+ * printed once, on the terminal that created it, never to the log). */
+static char *load_secret(const char *given, const char *data_dir, const char *name, const char *what)
 {
-    if (cfg->api_key)
-        return strdup(cfg->api_key);
-    char *path = util_strdup_printf("%s/api.key", cfg->data_dir);
+    if (given)
+        return strdup(given);
+    char *path = util_strdup_printf("%s/%s", data_dir, name);
     if (!path)
         return NULL;
     size_t len = 0;
@@ -50,27 +53,107 @@ static char *load_api_key(const config_t *cfg)
     if (key) {
         key[strcspn(key, "\r\n")] = '\0';
         if (strlen(key) < 16) {
-            log_error("%s holds a key shorter than 16 characters", path);
+            log_error("%s holds a secret shorter than 16 characters", path);
             free(key);
             key = NULL;
         } else {
-            log_info("admin API key: in %s", path);
+            log_info("%s: in %s", what, path);
         }
         free(path);
         return key;
     }
     key = malloc(65);
     if (!key || util_random_hex(key, 32) != 0 || util_write_file(path, key, 64, 0600) != 0) {
-        log_error("cannot create the admin API key file %s", path);
+        log_error("cannot create the %s file %s", what, path);
         free(key);
         free(path);
         return NULL;
     }
-    /* Printed once, on the terminal that created it, never to the log. */
-    printf("orchard: generated the admin API key (stored in %s):\n%s\n", path, key);
+    printf("orchard: generated the %s (stored in %s):\n%s\n", what, path, key);
     fflush(stdout);
     free(path);
     return key;
+}
+
+/* The push topic is the UID of the push certificate's subject. */
+static char *topic_of(const char *push_cert_path)
+{
+    X509 *c = pki_load_cert(push_cert_path);
+    if (!c)
+        return NULL;
+    char *topic = NULL;
+    X509_NAME *n = X509_get_subject_name(c);
+    int i = X509_NAME_get_index_by_NID(n, NID_userId, -1);
+    if (i >= 0) {
+        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i));
+        unsigned char *utf8 = NULL;
+        int len = ASN1_STRING_to_UTF8(&utf8, d);
+        if (len > 0)
+            topic = strndup((const char *)utf8, (size_t)len);
+        OPENSSL_free(utf8);
+    }
+    X509_free(c);
+    return topic;
+}
+
+/* Loads what enrollment needs: the CA (key optional), the TLS identity that
+ * signs profiles, the anchors, the push topic and the MachineInfo trust. */
+static int load_enrollment(const config_t *cfg, app_t *app)
+{
+    char *ca_path = util_strdup_printf("%s/ca.pem", cfg->data_dir);
+    char *ca_key_path = util_strdup_printf("%s/ca.key", cfg->data_dir);
+    app->ca_cert = ca_path ? pki_load_cert(ca_path) : NULL;
+    app->ca_key = ca_key_path && access(ca_key_path, R_OK) == 0 ? pki_load_key(ca_key_path) : NULL;
+    free(ca_path);
+    free(ca_key_path);
+    if (!app->ca_cert) {
+        log_error("cannot load the CA certificate from %s/ca.pem", cfg->data_dir);
+        return -1;
+    }
+    if (!app->ca_key)
+        log_warn("CA key not available (%s/ca.key): SCEP will refuse to issue certificates", cfg->data_dir);
+    app->tls_cert = pki_load_cert(cfg->tls_cert);
+    app->tls_key = pki_load_key(cfg->tls_key);
+    app->anchors = pki_load_cert_bundle(cfg->tls_cert);
+    if (app->anchors) {
+        /* Devices need the root too when the chain file holds only the leaf. */
+        X509_up_ref(app->ca_cert);
+        sk_X509_push(app->anchors, app->ca_cert);
+    }
+    if (!app->tls_cert || !app->tls_key || !app->anchors) {
+        log_error("cannot load the TLS identity (%s, %s) that signs profiles", cfg->tls_cert, cfg->tls_key);
+        return -1;
+    }
+    char *push_default = util_strdup_printf("%s/push.pem", cfg->data_dir);
+    const char *push_path = cfg->push_cert ? cfg->push_cert : push_default;
+    char *topic = cfg->push_topic ? strdup(cfg->push_topic) : NULL;
+    if (!topic && push_path && access(push_path, R_OK) == 0 && !(topic = topic_of(push_path)))
+        log_warn("push certificate %s has no UID (topic) in its subject", push_path);
+    free(push_default);
+    if (!topic)
+        log_warn("no push certificate: enrollment profiles cannot be generated until one is imported "
+                 "(orchard pushcert import) or --push-topic is set");
+    app->push_topic = topic;
+    if (cfg->machineinfo_ca) {
+        char *err = NULL;
+        if (!(app->machineinfo_verifier = identity_verifier_new(cfg->machineinfo_ca, &err))) {
+            log_error("cannot load --machineinfo-ca: %s", err ? err : "unknown error");
+            free(err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void unload_enrollment(app_t *app)
+{
+    X509_free(app->ca_cert);
+    EVP_PKEY_free(app->ca_key);
+    X509_free(app->tls_cert);
+    EVP_PKEY_free(app->tls_key);
+    sk_X509_pop_free(app->anchors, X509_free);
+    free((char *)app->push_topic);
+    identity_verifier_free(app->machineinfo_verifier);
 }
 
 int serve_main(int argc, char **argv)
@@ -86,7 +169,9 @@ int serve_main(int argc, char **argv)
      * is readable by other users. */
     umask(077);
     int rc = 1;
-    char *err = NULL, *host = NULL, *api_key = NULL;
+    char *err = NULL, *host = NULL, *api_key = NULL, *enroll_secret = NULL;
+    app_t app;
+    memset(&app, 0, sizeof app);
     store_t *store = NULL;
     identity_verifier_t *verifier = NULL;
     pusher_t *pusher = NULL;
@@ -101,7 +186,11 @@ int serve_main(int argc, char **argv)
         log_error("cannot prepare the CA and TLS certificate: %s", err ? err : "out of memory");
         goto out;
     }
-    if (!(api_key = load_api_key(&cfg)))
+    if (!(api_key = load_secret(cfg.api_key, cfg.data_dir, "api.key", "admin API key")))
+        goto out;
+    if (!(enroll_secret = load_secret(cfg.enroll_secret, cfg.data_dir, "enroll.secret", "enrollment secret")))
+        goto out;
+    if (load_enrollment(&cfg, &app) != 0)
         goto out;
     /* Open once up front: applies migrations and refuses a bad database
      * before any worker starts. Workers open their own handles. */
@@ -123,7 +212,11 @@ int serve_main(int argc, char **argv)
     if (!(pusher = pusher_new()))
         goto out;
 
-    app_t app = {.cfg = &cfg, .verifier = verifier, .pusher = pusher, .api_key = api_key};
+    app.cfg = &cfg;
+    app.verifier = verifier;
+    app.pusher = pusher;
+    app.api_key = api_key;
+    app.enroll_secret = enroll_secret;
     rc = http_server_run(&app, ssl_ctx) == 0 ? 0 : 1;
 out:
     free(err);
@@ -132,6 +225,11 @@ out:
         OPENSSL_cleanse(api_key, strlen(api_key));
         free(api_key);
     }
+    if (enroll_secret) {
+        OPENSSL_cleanse(enroll_secret, strlen(enroll_secret));
+        free(enroll_secret);
+    }
+    unload_enrollment(&app);
     pusher_free(pusher);
     SSL_CTX_free(ssl_ctx);
     identity_verifier_free(verifier);

@@ -118,9 +118,20 @@ typedef struct {
     char *detail; /* JSON object text */
 } store_event_t;
 
+/* A device identity certificate issued by orchard's CA (SCEP). */
+typedef struct {
+    char *serial;        /* lower-case hex, no leading zeros beyond one byte */
+    char *subject;       /* one line, RFC 2253 */
+    char *enrollment_id; /* device the one-time challenge was bound to; NULL for the static challenge */
+    char *sha256;        /* hex SHA-256 of the DER */
+    int64_t not_before, not_after, issued_at;
+    int64_t revoked_at;  /* 0 while valid */
+} issued_cert_t;
+
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
 typedef int (*event_cb)(void *ctx, const store_event_t *ev);                   /* non-zero stops */
+typedef int (*issued_cert_cb)(void *ctx, const issued_cert_t *c);           /* non-zero stops */
 
 struct store_ops {
     const char *name;
@@ -182,6 +193,34 @@ struct store_ops {
     int (*event_add)(store_t *s, const char *enrollment_id, const char *kind, const char *detail_json,
                      int64_t now);
     int (*event_list)(store_t *s, const char *enrollment_id, int limit, event_cb cb, void *ctx);
+
+    /* Issued certificates (SCEP). cert_add: STORE_CONFLICT if the serial
+     * exists. cert_list: enrollment_id NULL = all; expiring_before > 0 keeps
+     * unrevoked certificates whose not_after is before it; ordered by
+     * not_after. cert_revoke: STORE_NOTFOUND if unknown or already revoked.
+     * Events "cert_issued" / "cert_revoked" are written. */
+    int (*cert_add)(store_t *s, const issued_cert_t *c);
+    int (*cert_get)(store_t *s, const char *serial, issued_cert_t *out);
+    int (*cert_by_sha256)(store_t *s, const char *sha256, issued_cert_t *out);
+    int (*cert_list)(store_t *s, const char *enrollment_id, int64_t expiring_before, int limit, issued_cert_cb cb,
+                     void *ctx);
+    int (*cert_revoke)(store_t *s, const char *serial, int64_t now);
+
+    /* One-time SCEP challenges, optionally bound to a device (the UDID from
+     * its MachineInfo). challenge_consume succeeds once: STORE_OK marks it
+     * used in the same transaction and hands back the bound id (heap, NULL
+     * if unbound); STORE_NOTFOUND if unknown, used or expired. Only a hash of
+     * the challenge needs to be kept. */
+    int (*challenge_add)(store_t *s, const char *challenge, const char *enrollment_id, int64_t expires_at,
+                         int64_t now);
+    int (*challenge_consume)(store_t *s, const char *challenge, int64_t now, char **enrollment_id);
+
+    /* Admission list for enrollment under the "known devices" policy: a
+     * serial number or a UDID an admin registered. device_allowed:
+     * STORE_OK if either given value (may be NULL) is on the list. */
+    int (*device_allow)(store_t *s, const char *serial_or_udid, int64_t now);
+    int (*device_disallow)(store_t *s, const char *serial_or_udid);
+    int (*device_allowed)(store_t *s, const char *udid, const char *serial);
 };
 
 struct store {
@@ -197,6 +236,7 @@ void enrollment_free(enrollment_t *e);
 void command_free(command_t *c);
 void command_target_free(command_target_t *t);
 void store_event_free(store_event_t *ev);
+void issued_cert_free(issued_cert_t *c);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);
