@@ -13,6 +13,7 @@
 #define ORCHARD_IDENTITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/x509.h>
 
 typedef struct identity_verifier identity_verifier_t;
@@ -33,9 +34,37 @@ int identity_verify_cert(const identity_verifier_t *v, X509 *leaf, STACK_OF(X509
  * the signer certificate (caller frees with X509_free) after verifying both
  * the signature over the body and the signer's chain. NULL and a reason on
  * any failure (bad base64, not CMS, not detached SignedData, digest mismatch,
- * untrusted signer). */
+ * untrusted signer). The signature over the body is checked on every call.
+ * The certificate returned may be shared with the verifier's cache (see
+ * below) and with other threads: treat it as read-only. */
 X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *header_b64,
                                   const void *body, size_t body_len, char *err, size_t errlen);
+
+/* Signer-chain cache (Mdm-Signature only; identity_verify_cert never uses
+ * it). A device signs every request with the same certificate, and parsing
+ * that certificate (OpenSSL 3.0 decodes its public key through the provider
+ * decoders) plus verifying its chain costs more than the signature itself.
+ * After a chain verifies, the parsed certificates are kept, keyed by the
+ * SHA-256 of the exact certificate bytes the signature carried (signer plus
+ * any intermediates), until the earlier of 300 s later and the chain's first
+ * notAfter. Failures are never cached. At most 16,384 entries per verifier
+ * (about 5 KiB each with a P-256 device certificate); the least recently
+ * used entry of a full bucket is evicted.
+ *
+ * The trust store itself never changes, so the only staleness is
+ * revocation: whatever revokes a device certificate (none yet) must call
+ * identity_verifier_forget_all(); otherwise a revoked certificate stays
+ * accepted for at most 300 s. Thread-safe. */
+void identity_verifier_forget_all(const identity_verifier_t *v);
+
+typedef struct {
+    uint64_t hits;   /* signer chains answered from the cache */
+    uint64_t misses; /* signer chains verified in full (and then cached if trusted) */
+    size_t entries;  /* entries held now */
+} identity_cache_stats_t;
+
+/* Counters since identity_verifier_new (zeros for NULL). */
+void identity_verifier_cache_stats(const identity_verifier_t *v, identity_cache_stats_t *out);
 
 /* Decodes a proxy's client-certificate header value (URL-escaped PEM, plain
  * PEM, or RFC 9440 :base64-DER:). Does NOT verify trust: pass the result to

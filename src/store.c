@@ -145,3 +145,14 @@ void store_event_free(store_event_t *ev)
     free(ev->detail);
     memset(ev, 0, sizeof *ev);
 }
+
+void issued_cert_free(issued_cert_t *c)
+{
+    if (!c)
+        return;
+    free(c->serial);
+    free(c->subject);
+    free(c->enrollment_id);
+    free(c->sha256);
+    memset(c, 0, sizeof *c);
+}

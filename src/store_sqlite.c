@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_sqlite_internal.h"
 #include "store_sqlite_sync.h"
 
 /* ---- schema -------------------------------------------------------------- */
@@ -129,6 +130,34 @@ static const char *const migrations[] = {
     "  detail        TEXT NOT NULL DEFAULT '{}'"
     ");"
     "CREATE INDEX events_by_enrollment ON events (enrollment_id, id);",
+
+    /* 2: enrollment — certificates issued by the SCEP CA, one-time SCEP
+     * challenges (only a SHA-256 of each is kept), the admission list. */
+    "CREATE TABLE issued_certs ("
+    "  serial        TEXT PRIMARY KEY NOT NULL,"
+    "  subject       TEXT NOT NULL,"
+    "  enrollment_id TEXT,"
+    "  sha256        TEXT NOT NULL UNIQUE,"
+    "  not_before    INTEGER NOT NULL,"
+    "  not_after     INTEGER NOT NULL,"
+    "  issued_at     INTEGER NOT NULL,"
+    "  revoked_at    INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX issued_certs_by_enrollment ON issued_certs (enrollment_id, not_after);"
+    /* renewal sweeps: unrevoked certificates by expiry */
+    "CREATE INDEX issued_certs_by_expiry ON issued_certs (revoked_at, not_after);"
+    "CREATE TABLE scep_challenges ("
+    "  digest        TEXT PRIMARY KEY NOT NULL,"
+    "  enrollment_id TEXT,"
+    "  created_at    INTEGER NOT NULL,"
+    "  expires_at    INTEGER NOT NULL,"
+    "  used_at       INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX scep_challenges_by_expiry ON scep_challenges (expires_at);"
+    "CREATE TABLE admission ("
+    "  value    TEXT PRIMARY KEY NOT NULL,"
+    "  added_at INTEGER NOT NULL"
+    ");",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -366,17 +395,18 @@ enum {
     LIST_VARIANTS = 16
 };
 
-typedef struct {
+struct sq_store {
     store_t base; /* first: store_t * and sq_store * convert both ways */
     sqlite3 *db;
     sqlite3_stmt *stmts[ST_COUNT_];
     sqlite3_stmt *list_stmts[LIST_VARIANTS];
+    sqlite3_stmt *enroll_stmts[SQ_ENROLL_STMTS]; /* store_sqlite_enroll.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
     char err[512];
-} sq_store;
+};
 
-static sq_store *sq(store_t *s)
+sq_store *sq(store_t *s)
 {
     return (sq_store *)s;
 }
@@ -542,6 +572,57 @@ static int tx_abort(sq_store *s, int rc)
 {
     tx_rollback(s);
     return rc;
+}
+
+/* Helpers shared with store_sqlite_enroll.c (store_sqlite_internal.h). */
+int sq_fail_db(sq_store *s, const char *what)
+{
+    return fail_db(s, what);
+}
+
+int sq_fail_oom(sq_store *s)
+{
+    return fail_oom(s);
+}
+
+int sq_fail_arg(sq_store *s, const char *what)
+{
+    return fail(s, STORE_ERR, "%s: invalid argument", what);
+}
+
+sqlite3_stmt *sq_prepare_cached(sq_store *s, sqlite3_stmt **slot, const char *sql)
+{
+    return prepare_cached(s, slot, sql);
+}
+
+sqlite3_stmt *sq_enroll_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->enroll_stmts[id], sql);
+}
+
+void sq_stmt_release(sqlite3_stmt *st)
+{
+    stmt_release(st);
+}
+
+int sq_tx_begin(sq_store *s)
+{
+    return tx_begin(s);
+}
+
+int sq_tx_commit(sq_store *s)
+{
+    return tx_commit(s);
+}
+
+int sq_tx_abort(sq_store *s, int rc)
+{
+    return tx_abort(s, rc);
+}
+
+sqlite3 *sq_db(sq_store *s)
+{
+    return s->db;
 }
 
 /* ---- row decoding -------------------------------------------------------- */
@@ -1368,6 +1449,8 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->stmts[i]);
     for (int i = 0; i < LIST_VARIANTS; i++)
         sqlite3_finalize(s->list_stmts[i]);
+    for (int i = 0; i < SQ_ENROLL_STMTS; i++)
+        sqlite3_finalize(s->enroll_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
     gate_release(s);
@@ -1377,6 +1460,16 @@ static void sq_close(store_t *base)
 
 static const struct store_ops sqlite_ops = {
     .name = "sqlite",
+    .cert_add = sq_cert_add,
+    .cert_get = sq_cert_get,
+    .cert_by_sha256 = sq_cert_by_sha256,
+    .cert_list = sq_cert_list,
+    .cert_revoke = sq_cert_revoke,
+    .challenge_add = sq_challenge_add,
+    .challenge_consume = sq_challenge_consume,
+    .device_allow = sq_device_allow,
+    .device_disallow = sq_device_disallow,
+    .device_allowed = sq_device_allowed,
     .close = sq_close,
     .errmsg = sq_errmsg,
     .enrollment_get = sq_enrollment_get,
