@@ -9,16 +9,30 @@
 
 #include "pki.h"
 
-static int finish(mdm_identity_t *out, X509 *cert, const char *source, char *err, size_t errlen)
+/* Hashes the verified certificate and refuses it if orchard issued it and
+ * an admin revoked it since (certificates from other CAs are not in the
+ * issued list and pass). */
+static int finish(const worker_t *w, mdm_identity_t *out, X509 *cert, const char *source, char *err,
+                  size_t errlen)
 {
     if (pki_cert_sha256_hex(cert, out->sha256) != 0) {
         X509_free(cert);
         snprintf(err, errlen, "cannot hash the client certificate");
-        return -1;
+        return 401;
+    }
+    issued_cert_t issued;
+    int rc = w->store->ops->cert_by_sha256(w->store, out->sha256, &issued);
+    int revoked = rc == STORE_OK && issued.revoked_at != 0;
+    if (rc == STORE_OK)
+        issued_cert_free(&issued);
+    if (rc == STORE_ERR || revoked) {
+        X509_free(cert);
+        snprintf(err, errlen, rc == STORE_ERR ? "storage error checking revocation" : "certificate was revoked");
+        return rc == STORE_ERR ? 503 : 401;
     }
     out->cert = cert;
     out->source = source;
-    return 0;
+    return 200;
 }
 
 int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *out, char *err, size_t errlen)
@@ -32,9 +46,9 @@ int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *o
         X509 *cert = identity_from_mdm_signature(app->verifier, sig, req->body, req->body_len, why, sizeof why);
         if (!cert) {
             snprintf(err, errlen, "%s", why);
-            return -1;
+            return 401;
         }
-        return finish(out, cert, "mdm-signature", err, errlen);
+        return finish(w, out, cert, "mdm-signature", err, errlen);
     }
 
     const char *hname = app->cfg->client_cert_header;
@@ -43,27 +57,27 @@ int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *o
         X509 *cert = identity_from_header(hval, why, sizeof why);
         if (!cert) {
             snprintf(err, errlen, "client certificate header %s: %s", hname, why);
-            return -1;
+            return 401;
         }
         if (identity_verify_cert(app->verifier, cert, NULL, why, sizeof why) != 0) {
             X509_free(cert);
             snprintf(err, errlen, "client certificate (header %s) is not trusted: %s", hname, why);
-            return -1;
+            return 401;
         }
-        return finish(out, cert, "header", err, errlen);
+        return finish(w, out, cert, "header", err, errlen);
     }
 
     if (req->peer_cert) {
         if (identity_verify_cert(app->verifier, req->peer_cert, req->peer_chain, why, sizeof why) != 0) {
             snprintf(err, errlen, "client certificate (TLS) is not trusted: %s", why);
-            return -1;
+            return 401;
         }
         X509_up_ref(req->peer_cert);
-        return finish(out, req->peer_cert, "mtls", err, errlen);
+        return finish(w, out, req->peer_cert, "mtls", err, errlen);
     }
     snprintf(err, errlen, "no client certificate (no TLS client certificate, no Mdm-Signature%s)",
              hname ? ", no proxy header" : "");
-    return -1;
+    return 401;
 }
 
 void mdm_identity_clear(mdm_identity_t *id)

@@ -22,7 +22,9 @@ typedef struct {
     const char *source; /* "mdm-signature", "header", "mtls" */
 } mdm_identity_t;
 
-/* 0 with a verified identity, or -1 with the reason (the caller answers 401). */
+/* 200 with a verified identity; otherwise the status to answer with and the
+ * reason: 401 (no, untrusted, revoked certificate) or 503 (storage failed:
+ * the device must retry, not unenroll). */
 int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *out, char *err, size_t errlen);
 void mdm_identity_clear(mdm_identity_t *id);
 

@@ -210,8 +210,9 @@ void mdm_checkin_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
         return;
     }
     mdm_identity_t ident;
-    if (mdm_identify(w, req, &ident, why, sizeof why) != 0) {
-        http_refuse(resp, 401, 0, "%s", why);
+    int icode = mdm_identify(w, req, &ident, why, sizeof why);
+    if (icode != 200) {
+        http_refuse(resp, icode, 0, "%s", why);
         return;
     }
     checkin_types[i].fn(w, req, m, &ident, resp);

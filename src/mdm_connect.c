@@ -88,8 +88,9 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
 
     char why[256];
     mdm_identity_t ident;
-    if (mdm_identify(w, req, &ident, why, sizeof why) != 0) {
-        http_refuse(resp, 401, 0, "%s", why);
+    int icode = mdm_identify(w, req, &ident, why, sizeof why);
+    if (icode != 200) {
+        http_refuse(resp, icode, 0, "%s", why);
         return;
     }
     enrollment_t dev;

@@ -14,6 +14,8 @@
 #include <curl/curl.h>
 
 #include "devsim.h"
+#include "pki.h"
+#include "store.h"
 #include "testpki.h"
 #include "testserver.h"
 #include "util.h"
@@ -675,6 +677,39 @@ static void test_identity_refusals(void **state)
     sim_free(&renewed);
 }
 
+static void test_revoked_certificate_is_refused(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_enroll(&s, "UDID-REVOKED-1", DEVSIM_AUTH_MTLS);
+    /* Record the certificate as issued by orchard, then revoke it, through
+     * the store on the server's own database. */
+    char *url = util_strdup_printf("sqlite:%s/orchard.db", srv.dir);
+    char *err = NULL;
+    store_t *st = store_open(url, &err);
+    assert_non_null(st);
+    char sha[65];
+    assert_int_equal(pki_cert_sha256_hex(s.cert, sha), 0);
+    issued_cert_t c = {.serial = "0badc0de01", .subject = "CN=UDID-REVOKED-1", .enrollment_id = "UDID-REVOKED-1",
+                       .sha256 = sha, .not_before = util_now() - 60, .not_after = util_now() + 86400,
+                       .issued_at = util_now()};
+    assert_int_equal(st->ops->cert_add(st, &c), STORE_OK);
+    devsim_reply_t r;
+    devsim_idle(s.d, &r);
+    assert_int_equal(r.status, 200); /* issued and valid */
+    devsim_reply_free(&r);
+    assert_int_equal(st->ops->cert_revoke(st, "0badc0de01", util_now()), STORE_OK);
+    devsim_idle(s.d, &r);
+    assert_int_equal(r.status, 401);
+    devsim_reply_free(&r);
+    assert_true(testserver_log_contains(&srv, "certificate was revoked"));
+    assert_int_equal(devsim_authenticate(s.d), 401); /* cannot re-enroll with it either */
+    store_close(st);
+    free(url);
+    free(err);
+    sim_free(&s);
+}
+
 static void test_admin_api_auth_and_enqueue_validation(void **state)
 {
     (void)state;
@@ -798,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_bad_checkin_messages),
         cmocka_unit_test(test_bad_connect_messages),
         cmocka_unit_test(test_identity_refusals),
+        cmocka_unit_test(test_revoked_certificate_is_refused),
         cmocka_unit_test(test_admin_api_auth_and_enqueue_validation),
         cmocka_unit_test(test_cli),
     };
