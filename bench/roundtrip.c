@@ -10,7 +10,7 @@
  *          timed) before each round.
  * Reports round trips/s, p50/p99 latency, server CPU seconds per 1,000 round
  * trips and server RSS. Usage:
- *   roundtrip [--devices N] [--rounds R] [--threads T] [--preload M]
+ *   roundtrip [--devices N] [--rounds R] [--threads T] [--preload M] [--auth signature|mtls]
  * with ORCHARD_BIN pointing at the server binary.
  */
 #include <pthread.h>
@@ -201,6 +201,7 @@ static int preload(int n)
 int main(int argc, char **argv)
 {
     int ndev = 200, rounds = 10, threads = 4, preload_n = 0;
+    devsim_auth_t auth = DEVSIM_AUTH_SIGNATURE;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--devices") == 0)
             ndev = atoi(argv[i + 1]);
@@ -210,9 +211,12 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--preload") == 0)
             preload_n = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--auth") == 0)
+            auth = strcmp(argv[i + 1], "mtls") == 0 ? DEVSIM_AUTH_MTLS : DEVSIM_AUTH_SIGNATURE;
     }
     if (threads < 1 || threads > 64 || ndev < threads || rounds < 1) {
-        fprintf(stderr, "usage: roundtrip [--devices N] [--rounds R] [--threads T<=64] [--preload M]\n");
+        fprintf(stderr, "usage: roundtrip [--devices N] [--rounds R] [--threads T<=64] [--preload M] "
+                        "[--auth signature|mtls]\n");
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -232,7 +236,7 @@ int main(int argc, char **argv)
         X509 *cert = NULL;
         if (testserver_device_identity(&srv, udid, &key, &cert) != 0)
             return 1;
-        devs[i] = devsim_new(srv.base_url, srv.ca_path, udid, key, cert, DEVSIM_AUTH_SIGNATURE);
+        devs[i] = devsim_new(srv.base_url, srv.ca_path, udid, key, cert, auth);
         EVP_PKEY_free(key);
         X509_free(cert);
         if (devsim_authenticate(devs[i]) != 200 || devsim_token_update(devs[i]) != 200) {
@@ -296,9 +300,9 @@ int main(int argc, char **argv)
 
     long rss = server_kb("VmRSS"), hwm = server_kb("VmHWM");
     double noop_rate = noop.rts / noop.seconds, mdm_rate = mdm.rts / mdm.seconds;
-    printf("round-trip benchmark: %d devices (Mdm-Signature, keep-alive HTTPS), %d client threads, "
+    printf("round-trip benchmark: %d devices (%s, keep-alive HTTPS), %d client threads, "
            "%d rounds, %d preloaded enrollments\n",
-           ndev, threads, rounds, preload_n);
+           ndev, auth == DEVSIM_AUTH_MTLS ? "mTLS identity" : "Mdm-Signature", threads, rounds, preload_n);
     printf("%-6s %10s %10s %10s %14s %8s\n", "phase", "rt/s", "p50 ms", "p99 ms", "cpu s/1000rt", "errors");
     printf("%-6s %10.0f %10.2f %10.2f %14.3f %8d\n", "noop", noop_rate, noop.p50, noop.p99,
            noop.cpu / noop.rts * 1000, noop.errors);

@@ -3,11 +3,21 @@
 set -eu
 dir=${1:?build dir}
 export ORCHARD_BIN="$PWD/$dir/orchard"
-echo "== round trips (200 devices), store empty"
-"$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 4
+echo "== round trips (200 devices, Mdm-Signature), store empty"
+"$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8
 echo
-echo "== round trips (200 devices), 100,000 enrollments stored"
-"$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 4 --preload 100000
+echo "== round trips (200 devices, mTLS), store empty"
+"$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --auth mtls
+echo
+echo "== round trips (200 devices, Mdm-Signature), 100,000 enrollments stored"
+"$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --preload 100000
+for b in identity_verify scep_issue profile_gen; do
+    if [ -x "$dir/bench/$b" ]; then
+        echo
+        echo "== $b"
+        "$dir/bench/$b"
+    fi
+done
 if [ -x "$dir/bench/store_scale" ]; then
     echo
     echo "== next-command lookup vs store size"

@@ -200,6 +200,31 @@ int sq_cert_list(store_t *base, const char *enrollment_id, int64_t expiring_befo
     return result;
 }
 
+/* Steps an UPDATE ... RETURNING of one text column inside the open
+ * transaction: STORE_OK with the value (heap, NULL for SQL NULL) when a row
+ * was updated, STORE_NOTFOUND when none was, STORE_ERR otherwise. */
+static int step_returning(sq_store *s, sqlite3_stmt *st, const char *what, char **value)
+{
+    *value = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sq_stmt_release(st);
+        return STORE_NOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        sq_fail_db(s, what);
+        sq_stmt_release(st);
+        return STORE_ERR;
+    }
+    int oom = 0;
+    *value = col_dup(st, 0, &oom);
+    /* RETURNING rows must be stepped to the end before the change is done. */
+    while (sqlite3_step(st) == SQLITE_ROW) {
+    }
+    sq_stmt_release(st);
+    return oom ? sq_fail_oom(s) : STORE_OK;
+}
+
 int sq_cert_revoke(store_t *base, const char *serial, int64_t now)
 {
     sq_store *s = sq(base);
@@ -212,24 +237,10 @@ int sq_cert_revoke(store_t *base, const char *serial, int64_t now)
         return sq_tx_abort(s, STORE_ERR);
     bind_text(st, 1, serial);
     sqlite3_bind_int64(st, 2, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sq_stmt_release(st);
-        return sq_tx_abort(s, STORE_NOTFOUND);
-    }
-    if (rc != SQLITE_ROW) {
-        sq_fail_db(s, "revoking certificate");
-        sq_stmt_release(st);
-        return sq_tx_abort(s, STORE_ERR);
-    }
-    int oom = 0;
-    char *enrollment = col_dup(st, 0, &oom);
-    /* RETURNING rows must be stepped to the end before the statement is done. */
-    while (sqlite3_step(st) == SQLITE_ROW) {
-    }
-    sq_stmt_release(st);
-    if (oom)
-        return sq_tx_abort(s, sq_fail_oom(s));
+    char *enrollment = NULL;
+    int rc = step_returning(s, st, "revoking certificate", &enrollment);
+    if (rc != STORE_OK)
+        return sq_tx_abort(s, rc);
     st = st_get(s, E_REVOKE_EVENT);
     int result = STORE_ERR;
     if (st) {
@@ -302,23 +313,10 @@ int sq_challenge_consume(store_t *base, const char *challenge, int64_t now, char
         return sq_tx_abort(s, STORE_ERR);
     bind_text(st, 1, digest);
     sqlite3_bind_int64(st, 2, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sq_stmt_release(st);
-        return sq_tx_abort(s, STORE_NOTFOUND);
-    }
-    if (rc != SQLITE_ROW) {
-        sq_fail_db(s, "consuming challenge");
-        sq_stmt_release(st);
-        return sq_tx_abort(s, STORE_ERR);
-    }
-    int oom = 0;
-    char *bound = col_dup(st, 0, &oom);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-    }
-    sq_stmt_release(st);
-    if (oom)
-        return sq_tx_abort(s, sq_fail_oom(s));
+    char *bound = NULL;
+    int rc = step_returning(s, st, "consuming challenge", &bound);
+    if (rc != STORE_OK)
+        return sq_tx_abort(s, rc);
     int result = sq_tx_commit(s);
     if (result == STORE_OK && enrollment_id)
         *enrollment_id = bound;

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <openssl/pem.h>
 
+#include "curl_buffer.h"
 #include "testpki.h"
 #include "util.h"
 
@@ -120,25 +121,6 @@ const char *devsim_udid(const devsim_t *d)
     return d->udid;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} sink_t;
-
-static size_t sink(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sink_t *s = ud;
-    size_t n = size * nmemb;
-    char *g = realloc(s->data, s->len + n + 1);
-    if (!g)
-        return 0;
-    s->data = g;
-    memcpy(s->data + s->len, ptr, n);
-    s->len += n;
-    s->data[s->len] = '\0';
-    return n;
-}
-
 static int send_raw(devsim_t *d, const char *path, const char *content_type, const void *body, size_t len,
                     const void *signed_body, size_t signed_len, devsim_reply_t *r)
 {
@@ -162,14 +144,14 @@ static int send_raw(devsim_t *d, const char *path, const char *content_type, con
         free(line);
     }
     char *url = util_strdup_printf("%s%s", d->base_url, path);
-    sink_t s = {0};
+    curl_buffer_t s = {0};
     curl_easy_setopt(d->curl, CURLOPT_URL, url);
     curl_easy_setopt(d->curl, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(d->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, curl_buffer_write);
     curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, &s);
     CURLcode rc = curl_easy_perform(d->curl);
     curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, NULL);

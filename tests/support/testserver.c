@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "curl_buffer.h"
 #include "testpki.h"
 #include "util.h"
 
@@ -32,25 +33,6 @@ static int free_port(void)
     return port;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} sink_t;
-
-static size_t sink(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sink_t *s = ud;
-    size_t n = size * nmemb;
-    char *g = realloc(s->data, s->len + n + 1);
-    if (!g)
-        return 0;
-    s->data = g;
-    memcpy(s->data + s->len, ptr, n);
-    s->len += n;
-    s->data[s->len] = '\0';
-    return n;
-}
-
 long testserver_api(const testserver_t *s, const char *key, const char *method, const char *path, const char *body,
                     size_t len, json_t **out)
 {
@@ -66,12 +48,12 @@ long testserver_api(const testserver_t *s, const char *key, const char *method, 
         h = curl_slist_append(h, auth);
     }
     char *url = util_strdup_printf("%s%s", s->base_url, path);
-    sink_t sk = {0};
+    curl_buffer_t sk = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_path);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_buffer_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -96,10 +78,10 @@ static int healthy(const testserver_t *s)
 {
     CURL *c = curl_easy_init();
     char *url = util_strdup_printf("%s/healthz", s->base_url);
-    sink_t sk = {0};
+    curl_buffer_t sk = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_path);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_buffer_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 2L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
