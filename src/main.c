@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_pushcert.h"
 #include "serve.h"
 
 #ifndef ORCHARD_VERSION
@@ -16,6 +17,7 @@ static void usage(FILE *out)
                  "  enqueue    queue a raw MDM command plist for one or more devices\n"
                  "  commands   show or cancel a command\n"
                  "  push       send an APNs wake-up to devices\n"
+                 "  pushcert   APNs push certificate: csr, sign (MDM vendor), import, show\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -32,6 +34,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "devices") == 0 || strcmp(cmd, "enqueue") == 0 || strcmp(cmd, "commands") == 0 ||
         strcmp(cmd, "push") == 0)
         return cli_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "pushcert") == 0)
+        return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("orchard %s\n", ORCHARD_VERSION);
         return 0;

@@ -106,7 +106,7 @@ typedef struct {
     const char *cert_path; /* PEM or DER certificate from Apple ... */
     const char *key_path;  /* ... with the key made by `pushcert csr` */
     const char *p12_path;  /* or a PKCS#12 with both */
-    const char *password;  /* PKCS#12 password (NULL: empty) */
+    const char *password;  /* PKCS#12 or encrypted-key password (NULL: none) */
     const char *data_dir;
     int force;             /* replace a certificate with a different topic */
 } pushcert_import_opts_t;
