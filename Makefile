@@ -25,7 +25,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BUILD_DEPS := build-essential pkg-config libssl-dev libevent-dev libsqlite3-dev libjansson-dev \
               libexpat1-dev libcurl4-openssl-dev
 # Extra packages the tests need.
-TEST_DEPS  := libcmocka-dev openssl curl
+TEST_DEPS  := libcmocka-dev openssl curl scep
 
 DATA_DIR ?= ./var
 FUZZ_SECONDS ?= 60
