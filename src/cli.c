@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "cli_http.h"
 #include "serve.h"
 #include "util.h"
 
@@ -109,105 +110,12 @@ static int parse_opts(int argc, char **argv, cli_opts_t *o)
     return 0;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf_t;
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    buf_t *b = ud;
-    size_t n = size * nmemb;
-    char *grown = realloc(b->data, b->len + n + 1);
-    if (!grown)
-        return 0;
-    b->data = grown;
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
 /* Performs one API call and prints the JSON reply. Exit status 0 for 2xx. */
 static int api_call(const cli_opts_t *o, const char *method, const char *path, const char *body, size_t body_len)
 {
-    char *key = NULL;
-    if (o->api_key) {
-        key = strdup(o->api_key);
-    } else {
-        char *kp = util_strdup_printf("%s/api.key", o->data_dir);
-        key = kp ? util_read_file(kp, 4096, NULL) : NULL;
-        if (!key)
-            fprintf(stderr, "orchard: no API key: use --api-key, ORCHARD_API_KEY, or --data-dir with api.key\n");
-        free(kp);
-        if (!key)
-            return 2;
-        key[strcspn(key, "\r\n")] = '\0';
-    }
-    char *url = util_strdup_printf("%s%s", o->server, path);
-    char *auth = util_strdup_printf("Authorization: Bearer %s", key ? key : "");
-    char *cacert = o->cacert ? strdup(o->cacert) : util_strdup_printf("%s/ca.pem", o->data_dir);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    buf_t out = {0};
-    int rc = 1;
-    if (!c || !url || !auth || !cacert) {
-        fprintf(stderr, "orchard: out of memory\n");
-        goto done;
-    }
-    hdrs = curl_slist_append(hdrs, auth);
-    if (body)
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/xml");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    }
-    if (o->insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else {
-        curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
-    }
-    CURLcode cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        fprintf(stderr, "orchard: %s %s: %s\n", method, url, curl_easy_strerror(cc));
-        goto done;
-    }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    json_t *j = out.data ? json_loads(out.data, 0, NULL) : NULL;
-    if (j) {
-        char *pretty = json_dumps(j, JSON_INDENT(2));
-        if (pretty)
-            printf("%s\n", pretty);
-        free(pretty);
-        json_decref(j);
-    } else if (out.data) {
-        fputs(out.data, stdout);
-    }
-    if (status < 200 || status >= 300)
-        fprintf(stderr, "orchard: server answered %ld\n", status);
-    rc = status >= 200 && status < 300 ? 0 : 1;
-done:
-    free(out.data);
-    curl_slist_free_all(hdrs);
-    if (c)
-        curl_easy_cleanup(c);
-    free(url);
-    if (auth)
-        memset(auth, 0, strlen(auth));
-    free(auth);
-    if (key)
-        memset(key, 0, strlen(key));
-    free(key);
-    free(cacert);
-    return rc;
+    cli_conn_t c = {
+        .server = o->server, .api_key = o->api_key, .data_dir = o->data_dir, .cacert = o->cacert, .insecure = o->insecure};
+    return cli_api_call(&c, method, path, body, body_len);
 }
 
 /* Percent-escapes each comma-separated id, keeping the commas. */

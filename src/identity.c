@@ -511,30 +511,45 @@ static int sd_walk(const unsigned char *der, size_t der_len, sd_layout_t *L)
     return 0;
 }
 
-/* The header of e again, for content `removed` bytes shorter. */
-static unsigned char *put_header(unsigned char *q, const ber_t *e, long removed)
+/* Header length of e once its content is content_len long. */
+static long header_len(const ber_t *e, long content_len)
+{
+    if (e->indefinite)
+        return e->content - e->start; /* kept as is */
+    return ASN1_object_size(1, content_len, e->tag) - content_len;
+}
+
+static unsigned char *put_header(unsigned char *q, const ber_t *e, long content_len)
 {
     if (e->indefinite) {
         memcpy(q, e->start, (size_t)(e->content - e->start));
         return q + (e->content - e->start);
     }
-    ASN1_put_object(&q, 1, (int)((e->content_end - e->content) - removed), e->tag, e->cls);
+    ASN1_put_object(&q, 1, (int)content_len, e->tag, e->cls);
     return q;
 }
 
-/* The ContentInfo without SignedData.certificates (malloc'd). Every header
- * is at most as long as the original one, so der_len bytes suffice. */
+/* The ContentInfo without SignedData.certificates (malloc'd). Definite
+ * lengths of SignedData, [0] and ContentInfo shrink by what was removed
+ * inside them, including any header below that got shorter (a length that
+ * drops under 128 or 256 takes fewer octets); indefinite ones stay. Every
+ * header is at most as long as the original one, so der_len bytes suffice. */
 static unsigned char *strip_certs(const sd_layout_t *L, size_t der_len, long *out_len)
 {
-    long removed = L->certs.end - L->certs.start;
+    long shrink = L->certs.end - L->certs.start;
+    long sd_len = (L->sd.content_end - L->sd.content) - shrink;
+    shrink += (L->sd.content - L->sd.start) - header_len(&L->sd, sd_len);
+    long a0_len = (L->a0.content_end - L->a0.content) - shrink;
+    shrink += (L->a0.content - L->a0.start) - header_len(&L->a0, a0_len);
+    long ci_len = (L->ci.content_end - L->ci.content) - shrink;
     unsigned char *out = malloc(der_len), *q = out;
     if (!out)
         return NULL;
-    q = put_header(q, &L->ci, removed);
+    q = put_header(q, &L->ci, ci_len);
     memcpy(q, L->ci.content, (size_t)(L->a0.start - L->ci.content)); /* contentType */
     q += L->a0.start - L->ci.content;
-    q = put_header(q, &L->a0, removed);
-    q = put_header(q, &L->sd, removed);
+    q = put_header(q, &L->a0, a0_len);
+    q = put_header(q, &L->sd, sd_len);
     memcpy(q, L->sd.content, (size_t)(L->certs.start - L->sd.content)); /* version .. encapContentInfo */
     q += L->certs.start - L->sd.content;
     /* crls, signerInfos, and the end-of-contents octets of indefinite

@@ -48,8 +48,8 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
  * SHA-256 of the exact certificate bytes the signature carried (signer plus
  * any intermediates), until the earlier of 300 s later and the chain's first
  * notAfter. Failures are never cached. At most 16,384 entries per verifier
- * (about 5 KiB each with a P-256 device certificate); the least recently
- * used entry of a full bucket is evicted.
+ * (about 5.3 KiB each with a P-256 device certificate: some 90 MB when
+ * full); the least recently used entry of a full bucket is evicted.
  *
  * The trust store itself never changes, so the only staleness is
  * revocation: whatever revokes a device certificate (none yet) must call

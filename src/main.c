@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_enroll.h"
 #include "cli_pushcert.h"
 #include "serve.h"
 
@@ -18,6 +19,11 @@ static void usage(FILE *out)
                  "  commands   show or cancel a command\n"
                  "  push       send an APNs wake-up to devices\n"
                  "  pushcert   APNs push certificate: csr, sign (MDM vendor), import, show\n"
+                 "  profile    download the enrollment profile (GET /enroll)\n"
+                 "  certs      list, show or revoke issued device certificates\n"
+                 "  admission  allow or deny serial numbers/UDIDs (--admission known)\n"
+                 "  challenge  create a one-time SCEP challenge\n"
+                 "  renew      queue renewed enrollment profiles for expiring identities\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -34,6 +40,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "devices") == 0 || strcmp(cmd, "enqueue") == 0 || strcmp(cmd, "commands") == 0 ||
         strcmp(cmd, "push") == 0)
         return cli_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "profile") == 0 || strcmp(cmd, "certs") == 0 || strcmp(cmd, "admission") == 0 ||
+        strcmp(cmd, "challenge") == 0 || strcmp(cmd, "renew") == 0)
+        return cli_enroll_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -1221,6 +1222,551 @@ static void test_mdm_signature_digest_algorithm_limit(void **state)
     free(body);
 }
 
+/* ---- signer-chain cache and the certificate-apart fast path ------------------------ */
+
+static char *cms_b64(CMS_ContentInfo *cms)
+{
+    unsigned char *der = NULL;
+    int len = i2d_CMS_ContentInfo(cms, &der);
+    assert_true(len > 0);
+    char *b64 = util_base64_encode(der, (size_t)len);
+    assert_non_null(b64);
+    OPENSSL_free(der);
+    return b64;
+}
+
+/* Detached SignedData over BODY by cert/key, without certificates; the
+ * caller adds what it likes. */
+static CMS_ContentInfo *sign_nocerts(X509 *cert, EVP_PKEY *key)
+{
+    BIO *in = BIO_new_mem_buf(BODY, (int)strlen(BODY));
+    CMS_ContentInfo *cms = CMS_sign(cert, key, NULL, in, CMS_DETACHED | CMS_BINARY | CMS_NOCERTS);
+    assert_non_null(cms);
+    BIO_free(in);
+    return cms;
+}
+
+static identity_verifier_t *fresh_verifier(void)
+{
+    char *err = NULL;
+    identity_verifier_t *v = identity_verifier_new(F.ca_pem, &err);
+    assert_non_null(v);
+    return v;
+}
+
+static void expect_stats(identity_verifier_t *v, uint64_t hits, uint64_t misses, size_t entries)
+{
+    identity_cache_stats_t st;
+    identity_verifier_cache_stats(v, &st);
+    if (st.hits != hits || st.misses != misses || st.entries != entries)
+        fail_msg("cache stats: hits %llu misses %llu entries %zu; want %llu %llu %zu", (unsigned long long)st.hits,
+                 (unsigned long long)st.misses, st.entries, (unsigned long long)hits, (unsigned long long)misses,
+                 entries);
+}
+
+static void expect_signer(identity_verifier_t *v, const char *sig, const void *body, size_t len, X509 *want)
+{
+    char reason[256] = "";
+    X509 *x = identity_from_mdm_signature(v, sig, body, len, reason, sizeof reason);
+    if (!x)
+        fail_msg("refused: %s", reason);
+    assert_int_equal(X509_cmp(x, want), 0);
+    X509_free(x);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void expect_mdm_refused(identity_verifier_t *v, const char *sig, const void *body, size_t len,
+                               const char *why)
+{
+    char reason[256] = "";
+    X509 *x = identity_from_mdm_signature(v, sig, body, len, reason, sizeof reason);
+    if (x)
+        fail_msg("accepted; expected \"%s\"", why);
+    assert_string_equal(reason, why);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_cache_hit_and_forget_all(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    expect_stats(v, 0, 0, 0);
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 0, 1, 1);
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 2, 1, 1);
+
+    /* The cache is per verifier, and identity_verify_cert never uses it. */
+    char reason[256];
+    assert_int_equal(identity_verify_cert(v, F.dev_cert, NULL, reason, sizeof reason), 0);
+    expect_stats(v, 2, 1, 1);
+
+    identity_verifier_forget_all(v);
+    expect_stats(v, 2, 1, 0);
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert); /* verified in full again */
+    expect_stats(v, 2, 2, 1);
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 3, 2, 1);
+
+    /* A failure is never cached; the entry of another device is separate. */
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    assert_int_equal(testpki_issue_expired_identity(F.ca_pem, F.ca_key, "device-old", &k, &x), 0);
+    char *old = testpki_mdm_signature(x, k, BODY, strlen(BODY));
+    for (int i = 0; i < 2; i++)
+        expect_mdm_refused(v, old, BODY, strlen(BODY), "Mdm-Signature signer is not trusted: certificate has expired");
+    expect_stats(v, 3, 2, 1);
+
+    identity_verifier_forget_all(v);
+    identity_verifier_forget_all(NULL);
+    identity_verifier_cache_stats(NULL, NULL);
+    identity_cache_stats_t st;
+    identity_verifier_cache_stats(NULL, &st);
+    assert_int_equal(st.hits + st.misses + st.entries, 0);
+    free(old);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    free(sig);
+    identity_verifier_free(v); /* frees what is cached (LeakSanitizer checks) */
+}
+
+/* A cached certificate vouches for the chain only: the signature over the
+ * body is checked in full on every call. */
+static void test_cache_still_checks_signature(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 0, 1, 1);
+
+    /* Signature over another body. */
+    static const char other[] = "<plist version=\"1.0\"><dict/></plist>\n";
+    expect_mdm_refused(v, sig, other, strlen(other), "Mdm-Signature does not match the request body");
+    expect_mdm_refused(v, sig, BODY, strlen(BODY) - 1, "Mdm-Signature does not match the request body");
+    expect_mdm_refused(v, sig, NULL, 0, "Mdm-Signature does not match the request body");
+
+    /* Tampered signature value (still a well-formed ECDSA-Sig-Value: the
+     * last byte of s). */
+    size_t dlen = 0;
+    unsigned char *der = util_base64_decode(sig, strlen(sig), &dlen);
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)dlen);
+    assert_non_null(cms);
+    CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+    ASN1_OCTET_STRING *sv = CMS_SignerInfo_get0_signature(si);
+    assert_non_null(sv);
+    ((unsigned char *)ASN1_STRING_get0_data(sv))[ASN1_STRING_length(sv) - 1] ^= 0x01;
+    char *tampered = cms_b64(cms);
+    expect_mdm_refused(v, tampered, BODY, strlen(BODY), "Mdm-Signature does not match the request body");
+    CMS_ContentInfo_free(cms);
+
+    /* Tampered signed attributes: messageDigest of another body. */
+    p = der;
+    cms = d2i_CMS_ContentInfo(NULL, &p, (long)dlen);
+    si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+    int idx = CMS_signed_get_attr_by_NID(si, NID_pkcs9_messageDigest, -1);
+    assert_true(idx >= 0);
+    X509_ATTRIBUTE *attr = CMS_signed_get_attr(si, idx);
+    ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(attr, 0);
+    assert_non_null(t);
+    assert_int_equal(ASN1_TYPE_get(t), V_ASN1_OCTET_STRING);
+    ((unsigned char *)ASN1_STRING_get0_data(t->value.octet_string))[0] ^= 0x01;
+    char *attrs = cms_b64(cms);
+    expect_mdm_refused(v, attrs, BODY, strlen(BODY), "Mdm-Signature does not match the request body");
+    CMS_ContentInfo_free(cms);
+
+    /* None of it disturbed the cached chain. */
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    identity_cache_stats_t st;
+    identity_verifier_cache_stats(v, &st);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.entries, 1);
+
+    free(attrs);
+    free(tampered);
+    free(der);
+    free(sig);
+    identity_verifier_free(v);
+}
+
+/* A trusted, cached certificate that is not the signer's, or whose key did
+ * not make the signature, does not stand in for the signer. */
+static void test_cache_wrong_signer_cert(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert); /* F.dev_cert's chain now cached */
+
+    /* Signed by device 2, carrying only device 1's (cached) certificate. */
+    EVP_PKEY *k2 = NULL;
+    X509 *c2 = NULL;
+    assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "device-2", &k2, &c2), 0);
+    CMS_ContentInfo *cms = sign_nocerts(c2, k2);
+    assert_int_equal(CMS_add1_cert(cms, F.dev_cert), 1);
+    char *wrong = cms_b64(cms);
+    expect_mdm_refused(v, wrong, BODY, strlen(BODY), "Mdm-Signature does not include the signer certificate");
+    CMS_ContentInfo_free(cms);
+
+    /* A certificate naming device 2's issuer and serial (so the SignerInfo
+     * selects it), issued by our CA, but for another key: a trusted signer
+     * certificate whose key does not match the signature. Cache it first. */
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *k3 = pki_new_ec_key();
+    X509 *c3 = X509_dup(c2);
+    assert_non_null(ca_key);
+    assert_non_null(c3);
+    assert_int_equal(X509_set_pubkey(c3, k3), 1);
+    assert_true(X509_sign(c3, ca_key, EVP_sha256()) > 0);
+    char *own = testpki_mdm_signature(c3, k3, BODY, strlen(BODY));
+    expect_signer(v, own, BODY, strlen(BODY), c3);
+    expect_signer(v, own, BODY, strlen(BODY), c3);
+    expect_stats(v, 1, 2, 2);
+    cms = sign_nocerts(c2, k2);
+    assert_int_equal(CMS_add1_cert(cms, c3), 1);
+    char *mismatch = cms_b64(cms);
+    expect_mdm_refused(v, mismatch, BODY, strlen(BODY), "Mdm-Signature does not match the request body");
+    expect_mdm_refused(v, mismatch, BODY, strlen(BODY), "Mdm-Signature does not match the request body");
+    CMS_ContentInfo_free(cms);
+    /* Device 2's genuine signature still verifies, as its own entry. */
+    char *good2 = testpki_mdm_signature(c2, k2, BODY, strlen(BODY));
+    expect_signer(v, good2, BODY, strlen(BODY), c2);
+    expect_stats(v, 1, 3, 3);
+
+    free(good2);
+    free(mismatch);
+    free(own);
+    free(wrong);
+    free(sig);
+    X509_free(c3);
+    EVP_PKEY_free(k3);
+    EVP_PKEY_free(ca_key);
+    X509_free(c2);
+    EVP_PKEY_free(k2);
+    identity_verifier_free(v);
+}
+
+/* The cache vouches for the one certificate of a set whose chain verified:
+ * another member of the same (cached) set as signer is verified in full. */
+static void test_cache_other_member_signs(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    X509 *ca = pki_load_cert(F.ca_pem);
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *ik = pki_new_ec_key(), *lk = pki_new_ec_key();
+    X509 *inter = pki_issue_cert(ca, ca_key, ik, "orchard sub-CA 2", 30, PKI_USAGE_CA, NULL, 0);
+    X509 *leaf = pki_issue_cert(inter, ik, lk, "device-sub-2", 30, PKI_USAGE_CLIENT, NULL, 0);
+    assert_non_null(inter);
+    assert_non_null(leaf);
+
+    CMS_ContentInfo *cms = sign_nocerts(leaf, lk);
+    assert_int_equal(CMS_add1_cert(cms, leaf), 1);
+    assert_int_equal(CMS_add1_cert(cms, inter), 1);
+    char *by_leaf = cms_b64(cms);
+    CMS_ContentInfo_free(cms);
+    expect_signer(v, by_leaf, BODY, strlen(BODY), leaf);
+    expect_signer(v, by_leaf, BODY, strlen(BODY), leaf);
+    expect_stats(v, 1, 1, 1);
+
+    /* Same certificate set, signed by the sub-CA's key: a valid signature,
+     * but the sub-CA is no device identity. */
+    cms = sign_nocerts(inter, ik);
+    assert_int_equal(CMS_add1_cert(cms, leaf), 1);
+    assert_int_equal(CMS_add1_cert(cms, inter), 1);
+    char *by_inter = cms_b64(cms);
+    CMS_ContentInfo_free(cms);
+    expect_mdm_refused(v, by_inter, BODY, strlen(BODY),
+                       "Mdm-Signature signer is not trusted: unsuitable certificate purpose");
+    expect_stats(v, 1, 1, 1);
+    expect_signer(v, by_leaf, BODY, strlen(BODY), leaf);
+    expect_stats(v, 2, 1, 1);
+
+    free(by_inter);
+    free(by_leaf);
+    X509_free(leaf);
+    X509_free(inter);
+    EVP_PKEY_free(ik);
+    EVP_PKEY_free(lk);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+    identity_verifier_free(v);
+}
+
+/* An entry lives no longer than the chain's first notAfter. */
+static void test_cache_expired_cert_not_served(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    EVP_PKEY *ca_key = pki_load_key(F.ca_key);
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "device-brief", &k, &x), 0);
+    time_t now = time(NULL);
+    assert_non_null(X509_time_adj_ex(X509_getm_notAfter(x), 0, 2, &now));
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    char *sig = testpki_mdm_signature(x, k, BODY, strlen(BODY));
+    expect_signer(v, sig, BODY, strlen(BODY), x);
+    expect_signer(v, sig, BODY, strlen(BODY), x);
+    expect_stats(v, 1, 1, 1);
+    while (time(NULL) < now + 3)
+        sleep(1);
+    expect_mdm_refused(v, sig, BODY, strlen(BODY), "Mdm-Signature signer is not trusted: certificate has expired");
+    expect_stats(v, 1, 1, 0); /* the stale entry was dropped, not served */
+    free(sig);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(ca_key);
+    identity_verifier_free(v);
+}
+
+/* SignerInfos without signed attributes (Apple devices always send them;
+ * other clients may not) are verified, not refused: CMS_verify checks the
+ * signature directly over the body's digest. Every call, cached or not. */
+static void test_mdm_signature_no_signed_attributes(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    BIO *in = BIO_new_mem_buf(BODY, (int)strlen(BODY));
+    CMS_ContentInfo *cms = CMS_sign(F.dev_cert, F.dev_key, NULL, in, CMS_DETACHED | CMS_BINARY | CMS_NOATTR);
+    assert_non_null(cms);
+    BIO_free(in);
+    assert_int_equal(CMS_signed_get_attr_count(sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0)), -1);
+    char *sig = cms_b64(cms);
+    for (int i = 0; i < 2; i++) {
+        expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+        expect_mdm_refused(v, sig, BODY, strlen(BODY) - 1, "Mdm-Signature does not match the request body");
+    }
+    expect_stats(v, 1, 1, 1);
+    CMS_ContentInfo_free(cms);
+    free(sig);
+    identity_verifier_free(v);
+}
+
+/* Rewrites a DER ContentInfo(SignedData) the way Apple's CMS encoder writes
+ * it: indefinite lengths for ContentInfo, [0], SignedData,
+ * encapContentInfo and the certificate set. */
+static unsigned char *to_indefinite(const unsigned char *der, long len, long *outlen)
+{
+    const unsigned char *p = der, *end = der + len;
+    long l;
+    int tag, cls;
+    unsigned char *out = malloc((size_t)len + 32), *q = out;
+    assert_non_null(out);
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* ContentInfo */
+    memcpy(q, "\x30\x80", 2);
+    q += 2;
+    const unsigned char *oid = p;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), 0);
+    p += l;
+    memcpy(q, oid, (size_t)(p - oid));
+    q += p - oid;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* [0] */
+    memcpy(q, "\xa0\x80", 2);
+    q += 2;
+    assert_int_equal(ASN1_get_object(&p, &l, &tag, &cls, end - p), V_ASN1_CONSTRUCTED); /* SignedData */
+    memcpy(q, "\x30\x80", 2);
+    q += 2;
+    const unsigned char *sd_end = p + l;
+    while (p < sd_end) {
+        const unsigned char *e = p;
+        int r = ASN1_get_object(&p, &l, &tag, &cls, sd_end - p);
+        assert_false(r & 0x80);
+        int indefinite = (tag == V_ASN1_SEQUENCE && cls == V_ASN1_UNIVERSAL) /* encapContentInfo */ ||
+                         (tag == 0 && cls == V_ASN1_CONTEXT_SPECIFIC); /* certificates */
+        if (indefinite) {
+            *q++ = *e; /* same identifier octet */
+            *q++ = 0x80;
+            memcpy(q, p, (size_t)l);
+            q += l;
+            *q++ = 0;
+            *q++ = 0;
+        } else {
+            memcpy(q, e, (size_t)(p + l - e));
+            q += p + l - e;
+        }
+        p += l;
+    }
+    memset(q, 0, 6); /* end of SignedData, [0], ContentInfo */
+    q += 6;
+    *outlen = q - out;
+    return out;
+}
+
+static void test_mdm_signature_indefinite_length(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    char *sig = testpki_mdm_signature(F.dev_cert, F.dev_key, BODY, strlen(BODY));
+    size_t dlen = 0;
+    unsigned char *der = util_base64_decode(sig, strlen(sig), &dlen);
+    long blen = 0;
+    unsigned char *ber = to_indefinite(der, (long)dlen, &blen);
+    assert_int_equal(ber[1], 0x80);
+    char *b64 = util_base64_encode(ber, (size_t)blen);
+    /* Cold, then warm: the certificate set was found (and cached) through
+     * the indefinite lengths. */
+    expect_signer(v, b64, BODY, strlen(BODY), F.dev_cert);
+    expect_signer(v, b64, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 1, 1, 1);
+    /* Same certificate bytes in DER: the same entry. */
+    expect_signer(v, sig, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 2, 1, 1);
+    expect_mdm_refused(v, b64, "x", 1, "Mdm-Signature does not match the request body");
+
+    /* Trailing bytes after the end-of-contents octets; a missing one. */
+    unsigned char *t = malloc((size_t)blen + 2);
+    memcpy(t, ber, (size_t)blen);
+    t[blen] = 0;
+    t[blen + 1] = 0;
+    char *b = util_base64_encode(t, (size_t)blen + 2);
+    expect_mdm_refused(v, b, BODY, strlen(BODY), "Mdm-Signature is not a CMS structure");
+    free(b);
+    b = util_base64_encode(ber, (size_t)blen - 2);
+    expect_mdm_refused(v, b, BODY, strlen(BODY), "Mdm-Signature is not a CMS structure");
+    free(b);
+
+    /* Every truncation and every single-byte corruption of the BER form is
+     * refused with a reason and a clean error queue (the fast path's walk
+     * and its fallback to the full parse agree). */
+    char reason[256];
+    for (long n = 0; n < blen; n += 7) {
+        b = util_base64_encode(ber, (size_t)n);
+        reason[0] = '\0';
+        assert_null(identity_from_mdm_signature(v, b, BODY, strlen(BODY), reason, sizeof reason));
+        assert_true(reason[0] != '\0');
+        assert_int_equal(ERR_peek_error(), 0);
+        free(b);
+    }
+    for (long i = 0; i < blen; i += 3) {
+        memcpy(t, ber, (size_t)blen);
+        t[i] ^= 0x41;
+        b = util_base64_encode(t, (size_t)blen);
+        reason[0] = '\0';
+        X509 *x = identity_from_mdm_signature(v, b, BODY, strlen(BODY), reason, sizeof reason);
+        if (x) { /* only a change that leaves the signed content alone can pass */
+            assert_int_equal(X509_cmp(x, F.dev_cert), 0);
+            X509_free(x);
+        } else {
+            assert_true(reason[0] != '\0');
+        }
+        assert_int_equal(ERR_peek_error(), 0);
+        free(b);
+    }
+    free(t);
+    free(b64);
+    free(ber);
+    free(der);
+    free(sig);
+    identity_verifier_free(v);
+}
+
+/* Fast path and full parse give the same answers: the certificate set
+ * holding more than the limit, or an empty one. */
+static void test_mdm_signature_cert_set_edges(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    CMS_ContentInfo *cms = sign_nocerts(F.dev_cert, F.dev_key);
+    char *none = cms_b64(cms);
+    expect_mdm_refused(v, none, BODY, strlen(BODY), "Mdm-Signature does not include the signer certificate");
+    assert_int_equal(CMS_add1_cert(cms, F.dev_cert), 1);
+    char *one = cms_b64(cms);
+    expect_signer(v, one, BODY, strlen(BODY), F.dev_cert);
+    /* The signer plus 15 others: at the limit, fine; the order of the set
+     * is part of the key. */
+    for (int i = 0; i < 15; i++) {
+        EVP_PKEY *k = NULL;
+        X509 *c = NULL;
+        assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "filler", &k, &c), 0);
+        assert_int_equal(CMS_add0_cert(cms, c), 1);
+        EVP_PKEY_free(k);
+    }
+    char *sixteen = cms_b64(cms);
+    expect_signer(v, sixteen, BODY, strlen(BODY), F.dev_cert);
+    expect_signer(v, sixteen, BODY, strlen(BODY), F.dev_cert);
+    expect_stats(v, 1, 2, 2);
+    EVP_PKEY *k = NULL;
+    X509 *c = NULL;
+    assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "filler", &k, &c), 0);
+    assert_int_equal(CMS_add0_cert(cms, c), 1);
+    EVP_PKEY_free(k);
+    char *seventeen = cms_b64(cms);
+    expect_mdm_refused(v, seventeen, BODY, strlen(BODY),
+                       "Mdm-Signature has too many signers, digest algorithms or certificates");
+    free(seventeen);
+    free(sixteen);
+    free(one);
+    free(none);
+    CMS_ContentInfo_free(cms);
+    identity_verifier_free(v);
+}
+
+/* Many threads, several devices, forget_all racing with verification. */
+typedef struct {
+    identity_verifier_t *v;
+    char **sigs;
+    X509 **certs;
+    int n;
+    int ok;
+} race_arg_t;
+
+static void *race_thread(void *p)
+{
+    race_arg_t *a = p;
+    a->ok = 1;
+    for (int i = 0; i < 60; i++) {
+        char reason[256];
+        int d = i % a->n;
+        X509 *x = identity_from_mdm_signature(a->v, a->sigs[d], BODY, strlen(BODY), reason, sizeof reason);
+        if (!x || X509_cmp(x, a->certs[d]) != 0)
+            a->ok = 0;
+        X509_free(x);
+        if (identity_from_mdm_signature(a->v, a->sigs[d], "x", 1, reason, sizeof reason))
+            a->ok = 0;
+        if (i % 17 == 0)
+            identity_verifier_forget_all(a->v);
+    }
+    return NULL;
+}
+
+static void test_cache_concurrent(void **state)
+{
+    (void)state;
+    identity_verifier_t *v = fresh_verifier();
+    enum { NDEV = 3, NTH = 4 };
+    char *sigs[NDEV];
+    X509 *certs[NDEV];
+    EVP_PKEY *keys[NDEV];
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(testpki_issue_device_identity(F.ca_pem, F.ca_key, "racer", &keys[i], &certs[i]), 0);
+        sigs[i] = testpki_mdm_signature(certs[i], keys[i], BODY, strlen(BODY));
+    }
+    pthread_t th[NTH];
+    race_arg_t args[NTH];
+    for (int i = 0; i < NTH; i++) {
+        args[i] = (race_arg_t){v, sigs, certs, NDEV, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, race_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < NTH; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(args[i].ok);
+    }
+    identity_cache_stats_t st;
+    identity_verifier_cache_stats(v, &st);
+    assert_int_equal(st.hits + st.misses, NTH * 60);
+    assert_true(st.entries <= NDEV);
+    for (int i = 0; i < NDEV; i++) {
+        free(sigs[i]);
+        X509_free(certs[i]);
+        EVP_PKEY_free(keys[i]);
+    }
+    identity_verifier_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1250,6 +1796,15 @@ int main(void)
         cmocka_unit_test(test_header_malformed),
         cmocka_unit_test(test_degenerate_inputs),
         cmocka_unit_test(test_fuzz_unknown_digest_algorithm),
+        cmocka_unit_test(test_cache_hit_and_forget_all),
+        cmocka_unit_test(test_cache_still_checks_signature),
+        cmocka_unit_test(test_cache_wrong_signer_cert),
+        cmocka_unit_test(test_cache_other_member_signs),
+        cmocka_unit_test(test_cache_expired_cert_not_served),
+        cmocka_unit_test(test_mdm_signature_no_signed_attributes),
+        cmocka_unit_test(test_mdm_signature_indefinite_length),
+        cmocka_unit_test(test_mdm_signature_cert_set_edges),
+        cmocka_unit_test(test_cache_concurrent),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
