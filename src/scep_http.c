@@ -5,7 +5,8 @@
  * between parsing a request and answering it:
  *   PKCSReq    the CSR's challengePassword is the static --scep-challenge
  *              (constant-time compare) or an unused one-time challenge
- *              (consumed here; its bound enrollment id goes on the record);
+ *              (consumed here; when bound to a device, the CSR's CN must be
+ *              that device's id, and the id goes on the record);
  *   RenewalReq the signer is a current certificate of orchard's CA that
  *              orchard issued and did not revoke; no challenge needed;
  * then issues, records the certificate (store cert_add) and answers.
@@ -200,6 +201,19 @@ static int check_challenge(worker_t *w, const scep_request_t *r, char **enrollme
     store_t *s = w->store;
     int rc = s->ops->challenge_consume ? s->ops->challenge_consume(s, r->challenge, util_now(), enrollment_id)
                                        : STORE_NOTFOUND;
+    if (rc == STORE_OK && *enrollment_id && strcmp(r->cn, *enrollment_id) != 0) {
+        /* A challenge bound to a device (its profile asks for CN = UDID)
+         * must not yield a certificate naming another one: Authenticate
+         * lets a certificate that names a UDID re-bind that enrollment.
+         * The challenge stays used: whoever sent this held it. */
+        char bound[64], cn[64];
+        log_safe(bound, sizeof bound, *enrollment_id);
+        log_safe(cn, sizeof cn, r->cn);
+        snprintf(why, whylen, "the one-time challenge was issued for %s but the CSR's CN is %s", bound, cn);
+        free(*enrollment_id);
+        *enrollment_id = NULL;
+        return 1;
+    }
     if (rc == STORE_OK)
         return 0;
     if (rc == STORE_NOTFOUND) {

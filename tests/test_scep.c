@@ -658,6 +658,13 @@ static void test_one_time_challenge(void **state)
 
     /* used: refused, nothing issued */
     expect_server_failure(&o, SCEP_FAIL_BAD_REQUEST, "wrong challenge password");
+    /* bound to one device, asking for a certificate naming another: refused */
+    s = open_db();
+    assert_int_equal(s->ops->challenge_add(s, "otc-bound-elsewhere", "UDID-SCEP-OTC-3", now + 3600, now), STORE_OK);
+    store_close(s);
+    o = opts("UDID-SCEP-VICTIM", "otc-bound-elsewhere");
+    expect_server_failure(&o, SCEP_FAIL_BAD_REQUEST,
+                          "the one-time challenge was issued for UDID-SCEP-OTC-3 but the CSR's CN is UDID-SCEP-VICTIM");
     /* expired */
     o = opts("UDID-SCEP-OTC-2", "otc-expired-0001");
     expect_server_failure(&o, SCEP_FAIL_BAD_REQUEST, NULL);
