@@ -63,6 +63,7 @@ typedef struct {
 
 struct identity_verifier {
     X509_STORE *store;
+    int purpose;          /* X509_PURPOSE_SSL_CLIENT unless identity_verifier_any_purpose() */
     chain_cache_t *cache; /* own allocation: it changes behind a const verifier */
 };
 
@@ -242,6 +243,8 @@ identity_verifier_t *identity_verifier_new(const char *ca_bundle_path, char **er
     }
 
     identity_verifier_t *v = calloc(1, sizeof *v);
+    if (v)
+        v->purpose = X509_PURPOSE_SSL_CLIENT;
     chain_cache_t *cache = calloc(1, sizeof *cache);
     X509_STORE *store = X509_STORE_new();
     int ok = v && cache && store && pthread_mutex_init(&cache->lock, NULL) == 0;
@@ -274,6 +277,12 @@ identity_verifier_t *identity_verifier_new(const char *ca_bundle_path, char **er
     v->cache = cache;
     free(dummy);
     return v;
+}
+
+void identity_verifier_any_purpose(identity_verifier_t *v)
+{
+    if (v)
+        v->purpose = X509_PURPOSE_ANY;
 }
 
 void identity_verifier_free(identity_verifier_t *v)
@@ -323,7 +332,7 @@ static int verify_chain(const identity_verifier_t *v, X509 *leaf, STACK_OF(X509)
     }
     int rc = -1;
     if (X509_STORE_CTX_init(ctx, v->store, leaf, untrusted) != 1 ||
-        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+        X509_STORE_CTX_set_purpose(ctx, v->purpose) != 1) {
         set_err(err, errlen, "cannot initialise certificate verification");
     } else if (X509_verify_cert(ctx) == 1) {
         rc = 0;

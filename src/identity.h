@@ -22,6 +22,10 @@ typedef struct identity_verifier identity_verifier_t;
  * certificates. NULL with *err (heap) on failure. Thread-safe once built. */
 identity_verifier_t *identity_verifier_new(const char *ca_bundle_path, char **err);
 void identity_verifier_free(identity_verifier_t *v);
+/* Accept any extended key usage in the leaf instead of TLS-client use: for
+ * MachineInfo signers, whose certificates Apple does not issue for TLS.
+ * Call before the verifier is shared between threads. */
+void identity_verifier_any_purpose(identity_verifier_t *v);
 
 /* Verifies `leaf` (with optional untrusted intermediates) against the CA
  * bundle for TLS client use at the current time. 0 if trusted, else -1 and

@@ -3,9 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-
-#include <openssl/x509v3.h>
 
 #include "pki.h"
 
@@ -84,31 +81,6 @@ void mdm_identity_clear(mdm_identity_t *id)
 {
     X509_free(id->cert);
     memset(id, 0, sizeof *id);
-}
-
-int mdm_cert_names_device(X509 *cert, const char *udid)
-{
-    X509_NAME *subject = X509_get_subject_name(cert);
-    int idx = -1;
-    while ((idx = X509_NAME_get_index_by_NID(subject, NID_commonName, idx)) >= 0) {
-        ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
-        const unsigned char *d = ASN1_STRING_get0_data(s);
-        int n = ASN1_STRING_length(s);
-        if (n > 0 && (size_t)n == strlen(udid) && strncasecmp((const char *)d, udid, (size_t)n) == 0)
-            return 1;
-    }
-    GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    int found = 0;
-    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !found; i++) {
-        GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
-        if (gn->type != GEN_DNS)
-            continue;
-        const unsigned char *d = ASN1_STRING_get0_data(gn->d.dNSName);
-        int n = ASN1_STRING_length(gn->d.dNSName);
-        found = n > 0 && (size_t)n == strlen(udid) && strncasecmp((const char *)d, udid, (size_t)n) == 0;
-    }
-    GENERAL_NAMES_free(sans);
-    return found;
 }
 
 int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, enrollment_t *dev, char *err,

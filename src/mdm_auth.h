@@ -28,10 +28,6 @@ typedef struct {
 int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *out, char *err, size_t errlen);
 void mdm_identity_clear(mdm_identity_t *id);
 
-/* True if the certificate names `udid` in its subject CN or a DNS
- * subjectAltName: how a certificate issued for a specific device says so. */
-int mdm_cert_names_device(X509 *cert, const char *udid);
-
 /* Loads the device-channel enrollment `device_id` into *dev and checks that
  * it is bound to `id`. Returns 200 when it is, 401 (unknown device or other
  * certificate) or 503 (storage failure) with the reason in err. */

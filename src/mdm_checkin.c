@@ -53,17 +53,31 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
     }
     if (rc == STORE_OK) {
         /* Renewal rule: an active enrollment moves to a new certificate only
-         * if that certificate was issued for this device (names its UDID).
-         * Otherwise anyone holding some certificate from the CA could take
-         * over an enrolled UDID with a forged Authenticate. */
+         * if orchard issued that certificate for this very device (a SCEP
+         * challenge bound to its UDID). A name in the certificate is not
+         * enough: whoever holds the static or an unbound challenge chooses
+         * the subject. Otherwise anyone with some certificate from the CA
+         * could take over an enrolled UDID with a forged Authenticate. */
         int rebind = cur.cert_sha256 && strcmp(cur.cert_sha256, ident->sha256) != 0;
-        int refused = rebind && strcmp(cur.state, ENR_STATE_ACTIVE) == 0 &&
-                      !mdm_cert_names_device(ident->cert, m->device_id);
+        int active = strcmp(cur.state, ENR_STATE_ACTIVE) == 0;
         enrollment_free(&cur);
-        if (refused) {
-            http_refuse(resp, 401, 0,
-                        "device is enrolled with another certificate and the new one does not name this UDID");
-            return;
+        if (rebind && active) {
+            issued_cert_t issued;
+            int irc = s->ops->cert_by_sha256(s, ident->sha256, &issued);
+            if (irc == STORE_ERR) {
+                storage_failed(w, resp);
+                return;
+            }
+            int for_this_device = irc == STORE_OK && issued.enrollment_id &&
+                                  strcmp(issued.enrollment_id, m->device_id) == 0;
+            if (irc == STORE_OK)
+                issued_cert_free(&issued);
+            if (!for_this_device) {
+                http_refuse(resp, 401, 0,
+                            "device is enrolled with another certificate, and orchard did not issue the new "
+                            "one for this UDID");
+                return;
+            }
         }
     }
     enrollment_t e;

@@ -141,6 +141,7 @@ static int load_enrollment(const config_t *cfg, app_t *app)
             free(err);
             return -1;
         }
+        identity_verifier_any_purpose(app->machineinfo_verifier);
     }
     return 0;
 }

@@ -659,9 +659,41 @@ static void test_identity_refusals(void **state)
     assert_true(testserver_log_contains(&srv, "Mdm-Signature does not match the request body"));
     assert_string_equal(device_state("UDID-SIGCOPY-1"), "active");
 
-    /* a certificate issued for the UDID may replace the bound one (renewal) */
+    /* A certificate that merely names the UDID does not replace the bound
+     * one: whoever holds a static or unbound challenge picks the subject. */
     sim_t renewed;
     sim_make(&renewed, "UDID-VICTIM-1", DEVSIM_AUTH_MTLS);
+    assert_int_equal(devsim_authenticate(renewed.d), 401);
+    assert_true(testserver_log_contains(&srv, "orchard did not issue the new one for this UDID"));
+    /* One orchard issued for this device (a challenge bound to its UDID)
+     * does: renewal. */
+    char *url = util_strdup_printf("sqlite:%s/orchard.db", srv.dir);
+    char *err = NULL;
+    store_t *st = store_open(url, &err);
+    assert_non_null(st);
+    char sha[65];
+    assert_int_equal(pki_cert_sha256_hex(renewed.cert, sha), 0);
+    issued_cert_t c = {.serial = "0feed0001", .subject = "CN=UDID-VICTIM-1", .enrollment_id = "UDID-OTHER-1",
+                       .sha256 = sha, .not_before = util_now() - 60, .not_after = util_now() + 86400,
+                       .issued_at = util_now()};
+    assert_int_equal(st->ops->cert_add(st, &c), STORE_OK); /* issued, but for another device */
+    assert_int_equal(devsim_authenticate(renewed.d), 401);
+    EVP_PKEY *nk = NULL;
+    X509 *nc = NULL;
+    assert_int_equal(testserver_device_identity(&srv, "UDID-VICTIM-1", &nk, &nc), 0);
+    X509_free(renewed.cert);
+    EVP_PKEY_free(renewed.key);
+    devsim_free(renewed.d);
+    renewed.key = nk;
+    renewed.cert = nc;
+    renewed.d = devsim_new(srv.base_url, srv.ca_path, "UDID-VICTIM-1", nk, nc, DEVSIM_AUTH_MTLS);
+    assert_int_equal(pki_cert_sha256_hex(nc, sha), 0);
+    c.serial = "0feed0002";
+    c.enrollment_id = "UDID-VICTIM-1";
+    assert_int_equal(st->ops->cert_add(st, &c), STORE_OK);
+    store_close(st);
+    free(url);
+    free(err);
     assert_int_equal(devsim_authenticate(renewed.d), 200);
     devsim_idle(victim.d, &r); /* the old certificate no longer works */
     assert_int_equal(r.status, 401);
