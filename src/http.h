@@ -50,6 +50,14 @@ typedef struct {
     char log_problem[256]; /* why the request was refused */
 } http_response_t;
 
+/* Per-connection memo of the verified TLS client identity (SHA-256 hex of
+ * the certificate), so a keep-alive connection verifies its certificate
+ * once: TLS renegotiation is off, so the peer cannot change on it.
+ * http_conn_identity returns NULL when nothing is remembered, or when it was
+ * remembered more than max_age_s ago (expiry must be seen eventually). */
+const char *http_conn_identity(const http_request_t *r, int64_t now, int64_t max_age_s);
+void http_conn_remember_identity(const http_request_t *r, const char *sha256_hex, int64_t now);
+
 /* Request accessors. */
 const char *http_header(const http_request_t *r, const char *name);
 /* Copies query parameter `name` into buf; returns buf or NULL if absent. */

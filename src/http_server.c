@@ -132,6 +132,63 @@ void http_add_header(http_response_t *resp, const char *name, const char *value)
     resp->nheaders++;
 }
 
+/* ---- per-connection identity memo ------------------------------------------ */
+
+typedef struct {
+    char sha256[65];
+    int64_t at;
+} conn_identity_t;
+
+static int conn_identity_index = -1;
+static pthread_once_t conn_identity_once = PTHREAD_ONCE_INIT;
+
+static void conn_identity_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
+static void conn_identity_init(void)
+{
+    conn_identity_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_identity_free);
+}
+
+static SSL *request_ssl(struct evhttp_request *ev)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+}
+
+const char *http_conn_identity(const http_request_t *r, int64_t now, int64_t max_age_s)
+{
+    pthread_once(&conn_identity_once, conn_identity_init);
+    SSL *ssl = conn_identity_index >= 0 ? request_ssl(r->ev) : NULL;
+    conn_identity_t *c = ssl ? SSL_get_ex_data(ssl, conn_identity_index) : NULL;
+    return c && now - c->at < max_age_s ? c->sha256 : NULL;
+}
+
+void http_conn_remember_identity(const http_request_t *r, const char *sha256_hex, int64_t now)
+{
+    pthread_once(&conn_identity_once, conn_identity_init);
+    SSL *ssl = conn_identity_index >= 0 ? request_ssl(r->ev) : NULL;
+    if (!ssl)
+        return;
+    conn_identity_t *c = SSL_get_ex_data(ssl, conn_identity_index);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c)) || SSL_set_ex_data(ssl, conn_identity_index, c) != 1) {
+            free(c);
+            return;
+        }
+    }
+    snprintf(c->sha256, sizeof c->sha256, "%s", sha256_hex);
+    c->at = now;
+}
+
 /* ---- request dispatch ------------------------------------------------------ */
 
 static http_method_t method_of(enum evhttp_cmd_type t, const char **name)
@@ -161,9 +218,7 @@ static void peer_identity(struct evhttp_request *ev, X509 **cert, STACK_OF(X509)
 {
     *cert = NULL;
     *chain = NULL;
-    struct evhttp_connection *conn = evhttp_request_get_connection(ev);
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    SSL *ssl = request_ssl(ev);
     if (!ssl)
         return;
     *cert = SSL_get0_peer_certificate(ssl);

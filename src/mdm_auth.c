@@ -5,6 +5,11 @@
 #include <string.h>
 
 #include "pki.h"
+#include "util.h"
+
+/* How long a connection's verified TLS client certificate is trusted
+ * before it is verified again. */
+#define MTLS_REVERIFY_SECONDS 300
 
 /* Hashes the verified certificate and refuses it if orchard issued it and
  * an admin revoked it since (certificates from other CAs are not in the
@@ -12,7 +17,7 @@
 static int finish(const worker_t *w, mdm_identity_t *out, X509 *cert, const char *source, char *err,
                   size_t errlen)
 {
-    if (pki_cert_sha256_hex(cert, out->sha256) != 0) {
+    if (!out->sha256[0] && pki_cert_sha256_hex(cert, out->sha256) != 0) {
         X509_free(cert);
         snprintf(err, errlen, "cannot hash the client certificate");
         return 401;
@@ -65,9 +70,23 @@ int mdm_identify(const worker_t *w, const http_request_t *req, mdm_identity_t *o
     }
 
     if (req->peer_cert) {
-        if (identity_verify_cert(app->verifier, req->peer_cert, req->peer_chain, why, sizeof why) != 0) {
-            snprintf(err, errlen, "client certificate (TLS) is not trusted: %s", why);
-            return 401;
+        /* A keep-alive connection verifies its certificate once; the memo
+         * expires so a certificate that expires mid-connection is noticed.
+         * Revocation is still checked on every request (finish). */
+        int64_t now = util_now();
+        const char *known = http_conn_identity(req, now, MTLS_REVERIFY_SECONDS);
+        if (known) {
+            snprintf(out->sha256, sizeof out->sha256, "%s", known);
+        } else {
+            if (identity_verify_cert(app->verifier, req->peer_cert, req->peer_chain, why, sizeof why) != 0) {
+                snprintf(err, errlen, "client certificate (TLS) is not trusted: %s", why);
+                return 401;
+            }
+            if (pki_cert_sha256_hex(req->peer_cert, out->sha256) != 0) {
+                snprintf(err, errlen, "cannot hash the client certificate");
+                return 401;
+            }
+            http_conn_remember_identity(req, out->sha256, now);
         }
         X509_up_ref(req->peer_cert);
         return finish(w, out, req->peer_cert, "mtls", err, errlen);
