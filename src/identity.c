@@ -67,18 +67,6 @@ struct identity_verifier {
     chain_cache_t *cache; /* own allocation: it changes behind a const verifier */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- signer-chain cache ------------------------------------------------- */
 
 static int64_t mono_seconds(void)
@@ -321,26 +309,26 @@ static int verify_chain(const identity_verifier_t *v, X509 *leaf, STACK_OF(X509)
                         size_t errlen, int64_t *not_after)
 {
     if (!v || !leaf) {
-        set_err(err, errlen, "no certificate");
+        util_set_err(err, errlen, "no certificate");
         return -1;
     }
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     if (!ctx) {
         ERR_clear_error();
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         return -1;
     }
     int rc = -1;
     if (X509_STORE_CTX_init(ctx, v->store, leaf, untrusted) != 1 ||
         X509_STORE_CTX_set_purpose(ctx, v->purpose) != 1) {
-        set_err(err, errlen, "cannot initialise certificate verification");
+        util_set_err(err, errlen, "cannot initialise certificate verification");
     } else if (X509_verify_cert(ctx) == 1) {
         rc = 0;
         if (not_after)
             *not_after = chain_not_after(ctx);
     } else {
         int e = X509_STORE_CTX_get_error(ctx);
-        set_err(err, errlen, "%s",
+        util_set_err(err, errlen, "%s",
                 e == X509_V_OK ? "certificate verification failed" : X509_verify_cert_error_string(e));
     }
     X509_STORE_CTX_free(ctx);
@@ -646,24 +634,24 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
                                   size_t body_len, char *err, size_t errlen)
 {
     if (!v) {
-        set_err(err, errlen, "no identity verifier configured");
+        util_set_err(err, errlen, "no identity verifier configured");
         return NULL;
     }
     if (!header_b64) {
-        set_err(err, errlen, "Mdm-Signature is missing");
+        util_set_err(err, errlen, "Mdm-Signature is missing");
         return NULL;
     }
     if (!body && body_len > 0) {
-        set_err(err, errlen, "Mdm-Signature does not match the request body");
+        util_set_err(err, errlen, "Mdm-Signature does not match the request body");
         return NULL;
     }
     if (body_len > INT_MAX) {
-        set_err(err, errlen, "request body is too large to verify");
+        util_set_err(err, errlen, "request body is too large to verify");
         return NULL;
     }
     size_t hlen = strnlen(header_b64, MDM_SIGNATURE_MAX + 1);
     if (hlen > MDM_SIGNATURE_MAX) {
-        set_err(err, errlen, "Mdm-Signature is too large");
+        util_set_err(err, errlen, "Mdm-Signature is too large");
         return NULL;
     }
 
@@ -671,7 +659,7 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
     unsigned char *der = util_base64_decode(header_b64, hlen, &der_len);
     if (!der || der_len == 0) {
         free(der);
-        set_err(err, errlen, hlen == 0 ? "Mdm-Signature is empty" : "Mdm-Signature is not valid base64");
+        util_set_err(err, errlen, hlen == 0 ? "Mdm-Signature is empty" : "Mdm-Signature is not valid base64");
         return NULL;
     }
 
@@ -688,20 +676,20 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         const unsigned char *p = der;
         m.cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
         if (!m.cms || p != der + der_len) {
-            set_err(err, errlen, "Mdm-Signature is not a CMS structure");
+            util_set_err(err, errlen, "Mdm-Signature is not a CMS structure");
             goto out;
         }
         m.certs = CMS_get1_certs(m.cms); /* all certificates: signer and intermediates */
     }
     CMS_ContentInfo *cms = m.cms;
     if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed || CMS_is_detached(cms) != 1) {
-        set_err(err, errlen, "Mdm-Signature is not a detached SignedData");
+        util_set_err(err, errlen, "Mdm-Signature is not a detached SignedData");
         goto out;
     }
     STACK_OF(CMS_SignerInfo) *sinfos = CMS_get0_SignerInfos(cms);
     int nsigners = sk_CMS_SignerInfo_num(sinfos);
     if (nsigners <= 0) {
-        set_err(err, errlen, "Mdm-Signature has no signer");
+        util_set_err(err, errlen, "Mdm-Signature has no signer");
         goto out;
     }
     /* Bound the work CMS_verify will do (see MDM_MAX_DIGEST_ALGS). The fast
@@ -713,12 +701,12 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         m.ndigests = reenc_len > 0 ? count_digest_algorithms(reenc, reenc_len) : -1;
         OPENSSL_free(reenc);
         if (m.ndigests < 0) {
-            set_err(err, errlen, "Mdm-Signature is not a CMS structure");
+            util_set_err(err, errlen, "Mdm-Signature is not a CMS structure");
             goto out;
         }
     }
     if (nsigners > MDM_MAX_SIGNERS || m.ndigests > MDM_MAX_DIGEST_ALGS || sk_X509_num(m.certs) > MDM_MAX_CERTS) {
-        set_err(err, errlen, "Mdm-Signature has too many signers, digest algorithms or certificates");
+        util_set_err(err, errlen, "Mdm-Signature has too many signers, digest algorithms or certificates");
         goto out;
     }
     /* Match every SignerInfo with a certificate carried in the structure
@@ -728,7 +716,7 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         X509 *signer = NULL;
         CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sinfos, i), NULL, &signer, NULL, NULL);
         if (!signer) {
-            set_err(err, errlen, "Mdm-Signature does not include the signer certificate");
+            util_set_err(err, errlen, "Mdm-Signature does not include the signer certificate");
             goto out;
         }
     }
@@ -748,19 +736,19 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
     content = mem ? BIO_new(BIO_f_null()) : NULL;
     if (!content) {
         BIO_free(mem);
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto out;
     }
     BIO_push(content, mem);
     if (CMS_verify(cms, m.certs, NULL, content, NULL, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
-        set_err(err, errlen, "Mdm-Signature does not match the request body");
+        util_set_err(err, errlen, "Mdm-Signature does not match the request body");
         goto out;
     }
 
     signers = CMS_get0_signers(cms);
     X509 *signer = sk_X509_value(signers, 0);
     if (!signer) {
-        set_err(err, errlen, "Mdm-Signature does not include the signer certificate");
+        util_set_err(err, errlen, "Mdm-Signature does not include the signer certificate");
         goto out;
     }
     if (m.cached_leaf && signer == m.cached_leaf) {
@@ -771,7 +759,7 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         char reason[256];
         int64_t not_after = 0;
         if (verify_chain(v, signer, m.certs, reason, sizeof reason, &not_after) != 0) {
-            set_err(err, errlen, "Mdm-Signature signer is not trusted: %s", reason);
+            util_set_err(err, errlen, "Mdm-Signature signer is not trusted: %s", reason);
             goto out;
         }
         if (m.have_key) {
@@ -780,7 +768,7 @@ X509 *identity_from_mdm_signature(const identity_verifier_t *v, const char *head
         }
     }
     if (X509_up_ref(signer) != 1) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto out;
     }
     result = signer;
@@ -822,7 +810,7 @@ static int is_b64_char(unsigned char c)
 static X509 *cert_from_der(const unsigned char *der, size_t len, char *err, size_t errlen)
 {
     if (len == 0 || len > LONG_MAX) {
-        set_err(err, errlen, "client certificate header holds no certificate");
+        util_set_err(err, errlen, "client certificate header holds no certificate");
         return NULL;
     }
     const unsigned char *p = der;
@@ -830,7 +818,7 @@ static X509 *cert_from_der(const unsigned char *der, size_t len, char *err, size
     if (!x || p != der + len) {
         X509_free(x);
         ERR_clear_error();
-        set_err(err, errlen, "client certificate header is not a valid DER certificate");
+        util_set_err(err, errlen, "client certificate header is not a valid DER certificate");
         return NULL;
     }
     return x;
@@ -840,7 +828,7 @@ static X509 *cert_from_der(const unsigned char *der, size_t len, char *err, size
 static X509 *cert_from_sf_binary(const char *s, size_t n, char *err, size_t errlen)
 {
     if (n < 2 || s[0] != ':' || s[n - 1] != ':') {
-        set_err(err, errlen, "client certificate header is not an RFC 9440 :base64: value");
+        util_set_err(err, errlen, "client certificate header is not an RFC 9440 :base64: value");
         return NULL;
     }
     const char *b = s + 1;
@@ -852,14 +840,14 @@ static X509 *cert_from_sf_binary(const char *s, size_t n, char *err, size_t errl
             if (pad_at == blen)
                 pad_at = i;
         } else if (!is_b64_char(c) || pad_at != blen) {
-            set_err(err, errlen, "client certificate header is not valid base64");
+            util_set_err(err, errlen, "client certificate header is not valid base64");
             return NULL;
         }
     }
     /* RFC 8941 s.4.2.7: accept missing "=" padding. */
     char *tmp = malloc(blen + 3);
     if (!tmp) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         return NULL;
     }
     memcpy(tmp, b, blen);
@@ -871,7 +859,7 @@ static X509 *cert_from_sf_binary(const char *s, size_t n, char *err, size_t errl
     unsigned char *der = util_base64_decode(tmp, tlen, &der_len);
     free(tmp);
     if (!der) {
-        set_err(err, errlen, "client certificate header is not valid base64");
+        util_set_err(err, errlen, "client certificate header is not valid base64");
         return NULL;
     }
     X509 *x = cert_from_der(der, der_len, err, errlen);
@@ -890,34 +878,34 @@ static X509 *cert_from_pem(const char *s, size_t n, char *err, size_t errlen)
 {
     const size_t bl = sizeof PEM_BEGIN - 1, el = sizeof PEM_END - 1;
     if (n < bl + el || memcmp(s, PEM_BEGIN, bl) != 0) {
-        set_err(err, errlen, "client certificate header is not a PEM certificate");
+        util_set_err(err, errlen, "client certificate header is not a PEM certificate");
         return NULL;
     }
     const char *body = s + bl;
     size_t body_len = 0;
     for (;; body_len++) {
         if (bl + body_len + el > n) {
-            set_err(err, errlen, "client certificate header has no PEM end line");
+            util_set_err(err, errlen, "client certificate header has no PEM end line");
             return NULL;
         }
         if (body[body_len] == '-')
             break;
     }
     if (bl + body_len + el != n || memcmp(body + body_len, PEM_END, el) != 0) {
-        set_err(err, errlen, "client certificate header has a malformed PEM end line or trailing data");
+        util_set_err(err, errlen, "client certificate header has a malformed PEM end line or trailing data");
         return NULL;
     }
     for (size_t i = 0; i < body_len; i++) {
         unsigned char c = (unsigned char)body[i];
         if (!is_b64_char(c) && c != '=' && !is_ows(c)) {
-            set_err(err, errlen, "client certificate header PEM body is not valid base64");
+            util_set_err(err, errlen, "client certificate header PEM body is not valid base64");
             return NULL;
         }
     }
     size_t der_len = 0;
     unsigned char *der = util_base64_decode(body, body_len, &der_len);
     if (!der) {
-        set_err(err, errlen, "client certificate header PEM body is not valid base64");
+        util_set_err(err, errlen, "client certificate header PEM body is not valid base64");
         return NULL;
     }
     X509 *x = cert_from_der(der, der_len, err, errlen);
@@ -928,12 +916,12 @@ static X509 *cert_from_pem(const char *s, size_t n, char *err, size_t errlen)
 X509 *identity_from_header(const char *value, char *err, size_t errlen)
 {
     if (!value) {
-        set_err(err, errlen, "client certificate header is missing");
+        util_set_err(err, errlen, "client certificate header is missing");
         return NULL;
     }
     size_t n = strnlen(value, CERT_HEADER_MAX + 1);
     if (n > CERT_HEADER_MAX) {
-        set_err(err, errlen, "client certificate header is too large");
+        util_set_err(err, errlen, "client certificate header is too large");
         return NULL;
     }
     /* Surrounding whitespace is not part of the field value. */
@@ -944,7 +932,7 @@ X509 *identity_from_header(const char *value, char *err, size_t errlen)
     while (n > 0 && is_ows((unsigned char)value[n - 1]))
         n--;
     if (n == 0) {
-        set_err(err, errlen, "client certificate header is empty");
+        util_set_err(err, errlen, "client certificate header is empty");
         return NULL;
     }
 
@@ -961,7 +949,7 @@ X509 *identity_from_header(const char *value, char *err, size_t errlen)
      * '+' stays '+', as it is a base64 character here, not a space. */
     char *dec = malloc(n + 1);
     if (!dec) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         return NULL;
     }
     size_t m = 0;
@@ -972,7 +960,7 @@ X509 *identity_from_header(const char *value, char *err, size_t errlen)
             int lo = hi >= 0 ? hexval((unsigned char)value[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(dec);
-                set_err(err, errlen, "client certificate header has a bad %%-escape");
+                util_set_err(err, errlen, "client certificate header has a bad %%-escape");
                 return NULL;
             }
             c = (unsigned char)(hi << 4 | lo);

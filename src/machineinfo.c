@@ -29,18 +29,6 @@
 #define MI_MAX_STRING 256
 #define MI_MAX_PAIRING_TOKEN 16384
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 void machineinfo_free(machineinfo_t *m)
 {
     if (!m)
@@ -121,7 +109,7 @@ static const unsigned char *body_der(const unsigned char *body, size_t len, size
     while (start < len && (body[start] == ' ' || body[start] == '\t' || body[start] == '\r' || body[start] == '\n'))
         start++;
     if (start < len && body[start] == '<') {
-        set_err(err, errlen, "MachineInfo is not signed: expected a CMS SignedData (application/pkcs7-signature), "
+        util_set_err(err, errlen, "MachineInfo is not signed: expected a CMS SignedData (application/pkcs7-signature), "
                              "got a bare plist");
         return NULL;
     }
@@ -129,7 +117,7 @@ static const unsigned char *body_der(const unsigned char *body, size_t len, size
     unsigned char *dec = util_base64_decode((const char *)body, len, &n);
     if (!dec || n == 0 || dec[0] != 0x30) {
         free(dec);
-        set_err(err, errlen, "MachineInfo is not a CMS SignedData (neither DER nor base64 of DER)");
+        util_set_err(err, errlen, "MachineInfo is not a CMS SignedData (neither DER nor base64 of DER)");
         return NULL;
     }
     *owned = dec;
@@ -152,49 +140,49 @@ static machineinfo_result_t verify(const identity_verifier_t *v, const unsigned 
     *signer_out = NULL;
 
     if (der_len > LONG_MAX) {
-        set_err(err, errlen, "MachineInfo is too large");
+        util_set_err(err, errlen, "MachineInfo is too large");
         return rc;
     }
     const unsigned char *p = der;
     cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
     if (!cms || p != der + der_len) {
-        set_err(err, errlen, "MachineInfo is not a CMS structure%s", cms ? " (trailing bytes)" : "");
+        util_set_err(err, errlen, "MachineInfo is not a CMS structure%s", cms ? " (trailing bytes)" : "");
         goto out;
     }
     if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
-        set_err(err, errlen, "MachineInfo is a CMS structure but not SignedData");
+        util_set_err(err, errlen, "MachineInfo is a CMS structure but not SignedData");
         goto out;
     }
     ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
     if (CMS_is_detached(cms) == 1 || !pos || !*pos) {
-        set_err(err, errlen, "MachineInfo signature is detached: the plist must be the signed content");
+        util_set_err(err, errlen, "MachineInfo signature is detached: the plist must be the signed content");
         goto out;
     }
     if (OBJ_obj2nid(CMS_get0_eContentType(cms)) != NID_pkcs7_data) {
-        set_err(err, errlen, "MachineInfo signed content is not of type data");
+        util_set_err(err, errlen, "MachineInfo signed content is not of type data");
         goto out;
     }
     int clen = ASN1_STRING_length(*pos);
     if (clen <= 0 || clen > MACHINEINFO_MAX_CONTENT) {
-        set_err(err, errlen, "MachineInfo content is %s", clen <= 0 ? "empty" : "larger than 64 KiB");
+        util_set_err(err, errlen, "MachineInfo content is %s", clen <= 0 ? "empty" : "larger than 64 KiB");
         goto out;
     }
     STACK_OF(CMS_SignerInfo) *sinfos = CMS_get0_SignerInfos(cms);
     int nsigners = sk_CMS_SignerInfo_num(sinfos);
     if (nsigners <= 0) {
-        set_err(err, errlen, "MachineInfo has no signer");
+        util_set_err(err, errlen, "MachineInfo has no signer");
         goto out;
     }
     /* BER input has no fixed lengths to walk; its DER re-encoding has. */
     int reenc_len = i2d_CMS_ContentInfo(cms, &reenc);
     int ndigests = reenc_len > 0 ? digest_algorithm_count(reenc, reenc_len) : -1;
     if (ndigests < 0) {
-        set_err(err, errlen, "MachineInfo is not a well-formed SignedData");
+        util_set_err(err, errlen, "MachineInfo is not a well-formed SignedData");
         goto out;
     }
     certs = CMS_get1_certs(cms);
     if (nsigners > MI_MAX_SIGNERS || ndigests > MI_MAX_DIGEST_ALGS || sk_X509_num(certs) > MI_MAX_CERTS) {
-        set_err(err, errlen, "MachineInfo has too many signers, digest algorithms or certificates");
+        util_set_err(err, errlen, "MachineInfo has too many signers, digest algorithms or certificates");
         goto out;
     }
     /* Every signer must be matched by a certificate in the structure: the
@@ -204,20 +192,20 @@ static machineinfo_result_t verify(const identity_verifier_t *v, const unsigned 
         X509 *sc = NULL;
         CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sinfos, i), NULL, &sc, NULL, NULL);
         if (!sc) {
-            set_err(err, errlen, "MachineInfo does not include the signer's certificate");
+            util_set_err(err, errlen, "MachineInfo does not include the signer's certificate");
             rc = MACHINEINFO_UNTRUSTED;
             goto out;
         }
     }
     out = BIO_new(BIO_s_mem());
     if (!out) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto out;
     }
     /* Signature first (binary content, no MIME canonicalisation), then the
      * signer's chain against our own trust anchors. */
     if (CMS_verify(cms, NULL, NULL, NULL, out, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
-        set_err(err, errlen, "MachineInfo signature does not verify (content altered or wrong key)");
+        util_set_err(err, errlen, "MachineInfo signature does not verify (content altered or wrong key)");
         rc = MACHINEINFO_UNTRUSTED;
         goto out;
     }
@@ -225,13 +213,13 @@ static machineinfo_result_t verify(const identity_verifier_t *v, const unsigned 
     X509 *signer = sk_X509_value(signers, 0);
     char reason[256];
     if (!signer) {
-        set_err(err, errlen, "MachineInfo does not include the signer's certificate");
+        util_set_err(err, errlen, "MachineInfo does not include the signer's certificate");
         rc = MACHINEINFO_UNTRUSTED;
         goto out;
     }
     for (int i = 0; i < sk_X509_num(signers); i++) {
         if (identity_verify_cert(v, sk_X509_value(signers, i), certs, reason, sizeof reason) != 0) {
-            set_err(err, errlen, "MachineInfo signer is not trusted (--machineinfo-ca): %s", reason);
+            util_set_err(err, errlen, "MachineInfo signer is not trusted (--machineinfo-ca): %s", reason);
             rc = MACHINEINFO_UNTRUSTED;
             goto out;
         }
@@ -239,13 +227,13 @@ static machineinfo_result_t verify(const identity_verifier_t *v, const unsigned 
     char *data = NULL;
     long n = BIO_get_mem_data(out, &data);
     if (n <= 0 || n > MACHINEINFO_MAX_CONTENT) {
-        set_err(err, errlen, "MachineInfo content is empty or too large");
+        util_set_err(err, errlen, "MachineInfo content is empty or too large");
         goto out;
     }
     char *copy = malloc((size_t)n + 1);
     if (!copy || X509_up_ref(signer) != 1) {
         free(copy);
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto out;
     }
     memcpy(copy, data, (size_t)n);
@@ -274,32 +262,32 @@ static int take_string(const plist_t *d, const char *key, int required, int id_r
     const plist_t *v = plist_dict_get(d, key);
     if (!v) {
         if (required)
-            set_err(err, errlen, "MachineInfo: %s is missing", key);
+            util_set_err(err, errlen, "MachineInfo: %s is missing", key);
         return required ? -1 : 0;
     }
     if (plist_type(v) != PLIST_STRING) {
-        set_err(err, errlen, "MachineInfo: %s must be a string, not %s", key, plist_type_name(plist_type(v)));
+        util_set_err(err, errlen, "MachineInfo: %s must be a string, not %s", key, plist_type_name(plist_type(v)));
         return -1;
     }
     const char *s = plist_string(v);
     size_t n = strnlen(s, MI_MAX_STRING + 1);
     if (n == 0 || n > MI_MAX_STRING) {
-        set_err(err, errlen, "MachineInfo: %s is %s", key, n == 0 ? "empty" : "longer than 256 characters");
+        util_set_err(err, errlen, "MachineInfo: %s is %s", key, n == 0 ? "empty" : "longer than 256 characters");
         return -1;
     }
     if (id_rules && !mdm_id_valid(s)) {
-        set_err(err, errlen, "MachineInfo: %s has characters outside printable ASCII or one of space / , : %% \" ' \\",
+        util_set_err(err, errlen, "MachineInfo: %s has characters outside printable ASCII or one of space / , : %% \" ' \\",
                 key);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            set_err(err, errlen, "MachineInfo: %s contains control characters", key);
+            util_set_err(err, errlen, "MachineInfo: %s contains control characters", key);
             return -1;
         }
     }
     if (!(*slot = strdup(s))) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -310,12 +298,12 @@ static int parse_keys(const char *xml, size_t len, machineinfo_t *m, char *err, 
     char why[256];
     plist_t *d = plist_parse(xml, len, why, sizeof why);
     if (!d) {
-        set_err(err, errlen, "MachineInfo content is not a valid plist: %s", why);
+        util_set_err(err, errlen, "MachineInfo content is not a valid plist: %s", why);
         return -1;
     }
     int rc = -1;
     if (plist_type(d) != PLIST_DICT) {
-        set_err(err, errlen, "MachineInfo content must be a dict, not %s", plist_type_name(plist_type(d)));
+        util_set_err(err, errlen, "MachineInfo content must be a dict, not %s", plist_type_name(plist_type(d)));
         goto out;
     }
     if (take_string(d, "UDID", 1, 1, &m->udid, err, errlen) || take_string(d, "SERIAL", 1, 1, &m->serial, err, errlen) ||
@@ -331,7 +319,7 @@ static int parse_keys(const char *xml, size_t len, machineinfo_t *m, char *err, 
     const plist_t *b = plist_dict_get(d, "MDM_CAN_REQUEST_SOFTWARE_UPDATE");
     if (b) {
         if (plist_type(b) != PLIST_BOOL) {
-            set_err(err, errlen, "MachineInfo: MDM_CAN_REQUEST_SOFTWARE_UPDATE must be a boolean, not %s",
+            util_set_err(err, errlen, "MachineInfo: MDM_CAN_REQUEST_SOFTWARE_UPDATE must be a boolean, not %s",
                     plist_type_name(plist_type(b)));
             goto out;
         }
@@ -340,17 +328,17 @@ static int parse_keys(const char *xml, size_t len, machineinfo_t *m, char *err, 
     const plist_t *t = plist_dict_get(d, "PAIRING_TOKEN");
     if (t) {
         if (plist_type(t) != PLIST_DATA) {
-            set_err(err, errlen, "MachineInfo: PAIRING_TOKEN must be data, not %s", plist_type_name(plist_type(t)));
+            util_set_err(err, errlen, "MachineInfo: PAIRING_TOKEN must be data, not %s", plist_type_name(plist_type(t)));
             goto out;
         }
         size_t tl = 0;
         const unsigned char *tb = plist_data(t, &tl);
         if (tl == 0 || tl > MI_MAX_PAIRING_TOKEN) {
-            set_err(err, errlen, "MachineInfo: PAIRING_TOKEN is %s", tl == 0 ? "empty" : "larger than 16 KiB");
+            util_set_err(err, errlen, "MachineInfo: PAIRING_TOKEN is %s", tl == 0 ? "empty" : "larger than 16 KiB");
             goto out;
         }
         if (!(m->pairing_token = malloc(tl))) {
-            set_err(err, errlen, "out of memory");
+            util_set_err(err, errlen, "out of memory");
             goto out;
         }
         memcpy(m->pairing_token, tb, tl);
@@ -367,11 +355,11 @@ machineinfo_result_t machineinfo_verify_and_parse(const identity_verifier_t *v, 
 {
     memset(out, 0, sizeof *out);
     if (!v) {
-        set_err(err, errlen, "MachineInfo verification is not configured (--machineinfo-ca)");
+        util_set_err(err, errlen, "MachineInfo verification is not configured (--machineinfo-ca)");
         return MACHINEINFO_UNTRUSTED;
     }
     if (!body || len == 0) {
-        set_err(err, errlen, "MachineInfo is missing (empty body)");
+        util_set_err(err, errlen, "MachineInfo is missing (empty body)");
         return MACHINEINFO_MALFORMED;
     }
     unsigned char *owned = NULL;

@@ -20,18 +20,6 @@
 
 #include "pki.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 void profile_opts_init(profile_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -186,7 +174,7 @@ static plist_t *scep_payload(const profile_opts_t *o, const char *ident, const c
          * the certificate is bound to the UDID at Authenticate. */
         char hex[33];
         if (util_random_hex(hex, 16) != 0) {
-            set_err(err, errlen, "no randomness for the SCEP subject");
+            util_set_err(err, errlen, "no randomness for the SCEP subject");
             return NULL;
         }
         snprintf(random_cn, sizeof random_cn, "orchard-device-%s", hex);
@@ -217,7 +205,7 @@ static plist_t *scep_payload(const profile_opts_t *o, const char *ident, const c
     free(url);
     if (!ok) {
         plist_free(p);
-        set_err(err, errlen, "out of memory building the SCEP payload");
+        util_set_err(err, errlen, "out of memory building the SCEP payload");
         return NULL;
     }
     return p;
@@ -236,7 +224,7 @@ static plist_t *pkcs12_payload(const profile_opts_t *o, const char *ident, const
     free(pid);
     if (!ok) {
         plist_free(p);
-        set_err(err, errlen, "out of memory building the PKCS#12 payload");
+        util_set_err(err, errlen, "out of memory building the PKCS#12 payload");
         return NULL;
     }
     return p;
@@ -289,21 +277,21 @@ static plist_t *mdm_payload(const profile_opts_t *o, const char *ident, const ch
 plist_t *profile_build(const profile_opts_t *o, char *err, size_t errlen)
 {
     if (!o || !o->public_url || strncasecmp(o->public_url, "https://", 8) != 0 || !o->public_url[8]) {
-        set_err(err, errlen, "the public URL must start with https:// (Apple requires it for ServerURL)");
+        util_set_err(err, errlen, "the public URL must start with https:// (Apple requires it for ServerURL)");
         return NULL;
     }
     if (!o->topic || !*o->topic) {
-        set_err(err, errlen, "no push topic: import a push certificate or set --push-topic");
+        util_set_err(err, errlen, "no push topic: import a push certificate or set --push-topic");
         return NULL;
     }
     if (o->pkcs12 && o->pkcs12_len == 0) {
-        set_err(err, errlen, "the PKCS#12 identity is empty");
+        util_set_err(err, errlen, "the PKCS#12 identity is empty");
         return NULL;
     }
     const char *org = o->org_name && *o->org_name ? o->org_name : "orchard";
     char *ident = profile_identifier(o->public_url);
     if (!ident) {
-        set_err(err, errlen, "the public URL has no host name");
+        util_set_err(err, errlen, "the public URL has no host name");
         return NULL;
     }
     char *display = util_strdup_printf("%s device management", org);
@@ -317,7 +305,7 @@ plist_t *profile_build(const profile_opts_t *o, char *err, size_t errlen)
     if (ok && o->anchors)
         ok = add_anchors(content, o->anchors, ident, org) == 0;
     if (!ok) {
-        set_err(err, errlen, "out of memory building the profile");
+        util_set_err(err, errlen, "out of memory building the profile");
         goto fail;
     }
     char identity_uuid[37];
@@ -326,16 +314,16 @@ plist_t *profile_build(const profile_opts_t *o, char *err, size_t errlen)
     if (!identity)
         goto fail;
     if (plist_array_append(content, identity) != 0) {
-        set_err(err, errlen, "out of memory building the profile");
+        util_set_err(err, errlen, "out of memory building the profile");
         goto fail;
     }
     if (plist_array_append(content, mdm_payload(o, ident, org, identity_uuid)) != 0) {
-        set_err(err, errlen, "out of memory building the MDM payload");
+        util_set_err(err, errlen, "out of memory building the MDM payload");
         goto fail;
     }
     if (plist_dict_set(top, "PayloadContent", content) != 0) {
         content = NULL; /* freed by plist_dict_set */
-        set_err(err, errlen, "out of memory building the profile");
+        util_set_err(err, errlen, "out of memory building the profile");
         goto fail;
     }
     free(ident);
@@ -355,12 +343,12 @@ int profile_sign(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, const void *d
     *out = NULL;
     *outlen = 0;
     if (!cert || !key || !data || len == 0 || len > INT_MAX) {
-        set_err(err, errlen, "nothing to sign, or no signing identity");
+        util_set_err(err, errlen, "nothing to sign, or no signing identity");
         return -1;
     }
     if (X509_check_private_key(cert, key) != 1) {
         ERR_clear_error();
-        set_err(err, errlen, "the profile-signing key does not match its certificate");
+        util_set_err(err, errlen, "the profile-signing key does not match its certificate");
         return -1;
     }
     /* CMS_sign adds the signer certificate itself and fails on a duplicate,
@@ -384,7 +372,7 @@ int profile_sign(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, const void *d
     sk_X509_free(extra);
     if (der_len <= 0) {
         unsigned long e = ERR_peek_last_error();
-        set_err(err, errlen, "cannot sign the profile: %s", e ? ERR_reason_error_string(e) : "out of memory");
+        util_set_err(err, errlen, "cannot sign the profile: %s", e ? ERR_reason_error_string(e) : "out of memory");
         ERR_clear_error();
         return -1;
     }
@@ -405,7 +393,7 @@ int profile_generate(const profile_opts_t *o, X509 *cert, EVP_PKEY *key, STACK_O
     char *xml = plist_to_xml(p, &xml_len);
     plist_free(p);
     if (!xml) {
-        set_err(err, errlen, "out of memory writing the profile");
+        util_set_err(err, errlen, "out of memory writing the profile");
         return -1;
     }
     int rc = profile_sign(cert, key, chain, xml, xml_len, out, outlen, err, errlen);
@@ -425,15 +413,15 @@ int profile_issue_pkcs12(X509 *ca, EVP_PKEY *ca_key, const char *cn, int days, u
     if (cert_out)
         *cert_out = NULL;
     if (!ca || !ca_key) {
-        set_err(err, errlen, "the CA key is not available: cannot issue an identity");
+        util_set_err(err, errlen, "the CA key is not available: cannot issue an identity");
         return -1;
     }
     if (!cn || !*cn || days < 1) {
-        set_err(err, errlen, "an identity needs a subject name and a validity");
+        util_set_err(err, errlen, "an identity needs a subject name and a validity");
         return -1;
     }
     if (util_random_hex(password, 16) != 0) {
-        set_err(err, errlen, "no randomness for the PKCS#12 password");
+        util_set_err(err, errlen, "no randomness for the PKCS#12 password");
         return -1;
     }
     EVP_PKEY *key = pki_new_rsa_key(2048);
@@ -460,7 +448,7 @@ int profile_issue_pkcs12(X509 *ca, EVP_PKEY *ca_key, const char *cn, int days, u
         X509_free(cert);
         OPENSSL_cleanse(password, 33);
         unsigned long e = ERR_peek_last_error();
-        set_err(err, errlen, "cannot issue the PKCS#12 identity: %s",
+        util_set_err(err, errlen, "cannot issue the PKCS#12 identity: %s",
                 e ? ERR_reason_error_string(e) : "key or certificate generation failed");
         ERR_clear_error();
         return -1;
@@ -471,7 +459,7 @@ int profile_issue_pkcs12(X509 *ca, EVP_PKEY *ca_key, const char *cn, int days, u
         OPENSSL_clear_free(buf, (size_t)n);
         X509_free(cert);
         OPENSSL_cleanse(password, 33);
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         return -1;
     }
     memcpy(copy, buf, (size_t)n);

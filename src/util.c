@@ -225,6 +225,16 @@ int util_write_file(const char *path, const void *data, size_t len, int mode)
     return 0;
 }
 
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 char *util_strdup_printf(const char *fmt, ...)
 {
     va_list ap;

@@ -30,6 +30,9 @@ char *util_read_file(const char *path, size_t max, size_t *len);
 /* Writes data to path atomically (temp file + rename) with the given mode. */
 int util_write_file(const char *path, const void *data, size_t len, int mode);
 
+/* Writes a one-line reason into a caller's buffer (err may be NULL). */
+void util_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Safe formatted heap string; NULL on failure. */
 char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
