@@ -25,7 +25,10 @@ BENCH_SRC := $(wildcard bench/*.c)
 BUILD_DEPS := build-essential pkg-config libssl-dev libevent-dev libsqlite3-dev libjansson-dev \
               libexpat1-dev libcurl4-openssl-dev
 # Extra packages the tests need.
-TEST_DEPS  := libcmocka-dev openssl curl scep
+TEST_DEPS  := libcmocka-dev openssl curl scep libnghttp2-dev
+# Libraries only the tests and benchmarks link (the mock APNs server).
+TEST_PKGS  := libnghttp2
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 DATA_DIR ?= ./var
 FUZZ_SECONDS ?= 60
@@ -73,13 +76,13 @@ $(SAN_DIR)/orchard: $(SAN_DIR)/src/main.o $(SAN_LIB_OBJ)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(SAN_DIR)/tests/%: $(SAN_DIR)/tests/%.o $(SAN_SUP_OBJ) $(SAN_LIB_OBJ)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS) -lcmocka
 
 # ---- benchmarks ----------------------------------------------------------
 $(REL_DIR)/bench/%: $(REL_DIR)/bench/%.o $(REL_SUP_OBJ) $(REL_LIB_OBJ)
-	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
-bench: deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC))
+bench: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC))
 	@sh bench/run.sh $(REL_DIR)
 
 # ---- fuzzing (clang + libFuzzer) ------------------------------------------

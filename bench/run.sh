@@ -23,3 +23,10 @@ if [ -x "$dir/bench/store_scale" ]; then
     echo "== next-command lookup vs store size"
     "$dir/bench/store_scale"
 fi
+if [ -x "$dir/bench/push_throughput" ]; then
+    echo
+    echo "== APNs pushes to the mock APNs server (100,000 devices), mock ceiling via h2load"
+    # h2load measures the mock's own ceiling in the same run.
+    sh tools/install-deps.sh nghttp2-client || echo "(nghttp2-client not installed: no ceiling)"
+    "$dir/bench/push_throughput" 100000
+fi

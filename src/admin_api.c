@@ -140,9 +140,11 @@ static void push_one(worker_t *w, const char *id, json_t *entry)
                                                                                     : "storage error"));
         return;
     }
-    char apns_id[64], err[256];
-    if (pusher_push(w->app->pusher, &e, apns_id, sizeof apns_id, err, sizeof err) == 0)
-        json_object_set_new(entry, "push_result", json_string(apns_id));
+    /* Asynchronous: "queued" means the push thread has it; its outcome is
+     * recorded on the enrollment (last_push_*) and in GET /v1/push-status. */
+    char err[700];
+    if (pusher_push(w->app->pusher, &e, err, sizeof err) == 0)
+        json_object_set_new(entry, "push_result", json_string("queued"));
     else
         json_object_set_new(entry, "push_error", json_string(err));
     enrollment_free(&e);
@@ -295,6 +297,10 @@ static json_t *enrollment_json(const enrollment_t *e)
     json_object_set_new(o, "authenticated_at", json_time(e->authenticated_at));
     json_object_set_new(o, "token_updated_at", json_time(e->token_updated_at));
     json_object_set_new(o, "checked_out_at", json_time(e->checked_out_at));
+    json_object_set_new(o, "last_push_at", json_time(e->last_push_at));
+    json_object_set_new(o, "last_push_id", json_str_or_null(e->last_push_id));
+    json_object_set_new(o, "last_push_error", json_str_or_null(e->last_push_error));
+    json_object_set_new(o, "push_token_invalid", json_boolean(e->push_token_invalid));
     return o;
 }
 
@@ -497,6 +503,8 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
         return;
     if (strncmp(p, "enqueue/", 8) == 0)
         api_enqueue(w, req, p + 8, resp);
+    else if (strcmp(p, "push-status") == 0 && req->method == HTTP_M_GET)
+        http_reply_json(resp, 200, pusher_status(w->app->pusher));
     else if (strncmp(p, "push/", 5) == 0)
         api_push(w, req, p + 5, resp);
     else if (strcmp(p, "devices") == 0 && req->method == HTTP_M_GET)

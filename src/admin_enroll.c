@@ -462,9 +462,9 @@ static void renew_one(worker_t *w, const enrollment_t *e, json_t *entry)
         return;
     }
     json_object_set_new(entry, "command_uuid", json_string(cmd_uuid));
-    char apns_id[64], err[256];
-    if (pusher_push(w->app->pusher, e, apns_id, sizeof apns_id, err, sizeof err) == 0)
-        json_object_set_new(entry, "push_result", json_string(apns_id));
+    char err[700];
+    if (pusher_push(w->app->pusher, e, err, sizeof err) == 0)
+        json_object_set_new(entry, "push_result", json_string("queued"));
     else
         json_object_set_new(entry, "push_error", json_string(err));
     log_info("renewal queued id=%s command=%s", e->id, cmd_uuid);

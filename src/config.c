@@ -32,6 +32,14 @@ enum {
     OPT_MACHINEINFO_CA,
     OPT_PUSH_CERT,
     OPT_PUSH_TOPIC,
+    OPT_PUSH_KEY,
+    OPT_APNS_URL,
+    OPT_APNS_DEVELOPMENT,
+    OPT_APNS_CA,
+    OPT_PUSH_EXPIRATION,
+    OPT_PUSH_COALESCE,
+    OPT_PUSH_TIMEOUT,
+    OPT_PUSH_ATTEMPTS,
     OPT_ORG_NAME,
     OPT_HELP
 };
@@ -80,8 +88,25 @@ static const struct setting {
     {"cert-days", 1, OPT_CERT_DAYS, "ORCHARD_CERT_DAYS", "DAYS", "validity of issued device certificates (default 365)"},
     {"machineinfo-ca", 1, OPT_MACHINEINFO_CA, "ORCHARD_MACHINEINFO_CA", "FILE",
      "CA bundle that MachineInfo signers must chain to (Apple's device CAs); unset closes POST /enroll"},
-    {"push-cert", 1, OPT_PUSH_CERT, "ORCHARD_PUSH_CERT", "FILE",
-     "APNs MDM push certificate, PEM (default DIR/push.pem when present; see orchard pushcert)"},
+    {"push-cert", 1, OPT_PUSH_CERT, "ORCHARD_PUSH_CERT", "FILE[,FILE...]",
+     "APNs MDM push certificate(s), PEM, one per topic (default DIR/push.pem when present; see orchard "
+     "pushcert); re-read when the file changes"},
+    {"push-key", 1, OPT_PUSH_KEY, "ORCHARD_PUSH_KEY", "FILE[,FILE...]",
+     "private key(s) of the push certificate(s), same order (default DIR/push.key)"},
+    {"apns-url", 1, OPT_APNS_URL, "ORCHARD_APNS_URL", "URL",
+     "APNs base URL (default https://api.push.apple.com)"},
+    {"apns-development", 0, OPT_APNS_DEVELOPMENT, "ORCHARD_APNS_DEVELOPMENT", NULL,
+     "use Apple's development APNs endpoint (https://api.sandbox.push.apple.com)"},
+    {"apns-ca", 1, OPT_APNS_CA, "ORCHARD_APNS_CA", "FILE",
+     "CA bundle that the APNs server certificate must chain to (default: the system store)"},
+    {"push-expiration", 1, OPT_PUSH_EXPIRATION, "ORCHARD_PUSH_EXPIRATION", "SECONDS",
+     "how long APNs keeps trying to deliver a push (default 86400; 0 = once only)"},
+    {"push-coalesce-ms", 1, OPT_PUSH_COALESCE, "ORCHARD_PUSH_COALESCE_MS", "MS",
+     "push each device at most once per this window, however many commands are queued (default 500)"},
+    {"push-timeout", 1, OPT_PUSH_TIMEOUT, "ORCHARD_PUSH_TIMEOUT", "SECONDS",
+     "time limit of one APNs request (default 10)"},
+    {"push-attempts", 1, OPT_PUSH_ATTEMPTS, "ORCHARD_PUSH_ATTEMPTS", "N",
+     "attempts per push when APNs is busy or unreachable (429, 5xx, network), with backoff (default 5)"},
     {"push-topic", 1, OPT_PUSH_TOPIC, "ORCHARD_PUSH_TOPIC", "TOPIC",
      "push topic for profiles, overriding the one read from the push certificate"},
     {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
@@ -200,6 +225,36 @@ static int apply(config_t *c, const struct setting *s, const char *v)
         break;
     case OPT_MACHINEINFO_CA: set_str(&c->machineinfo_ca, v); break;
     case OPT_PUSH_CERT: set_str(&c->push_cert, v); break;
+    case OPT_PUSH_KEY: set_str(&c->push_key, v); break;
+    case OPT_APNS_URL:
+        if (strncmp(v, "https://", 8) != 0) {
+            fprintf(stderr, "orchard serve: --apns-url must start with https:// (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->apns_url, v);
+        break;
+    case OPT_APNS_DEVELOPMENT: c->apns_development = v == NULL || strcmp(v, "0") != 0; break;
+    case OPT_APNS_CA: set_str(&c->apns_ca, v); break;
+    case OPT_PUSH_EXPIRATION:
+        if (parse_long(s->flag, v, 0, 30L * 86400, &n))
+            return -1;
+        c->push_expiration = n;
+        break;
+    case OPT_PUSH_COALESCE:
+        if (parse_long(s->flag, v, 0, 60000, &n))
+            return -1;
+        c->push_coalesce_ms = (int)n;
+        break;
+    case OPT_PUSH_TIMEOUT:
+        if (parse_long(s->flag, v, 1, 600, &n))
+            return -1;
+        c->push_timeout = (int)n;
+        break;
+    case OPT_PUSH_ATTEMPTS:
+        if (parse_long(s->flag, v, 1, 20, &n))
+            return -1;
+        c->push_attempts = (int)n;
+        break;
     case OPT_PUSH_TOPIC:
         if (strncmp(v, "com.apple.mgmt.", 15) != 0) {
             fprintf(stderr, "orchard serve: --push-topic must start with com.apple.mgmt. (got '%s')\n", v);
@@ -226,6 +281,10 @@ int config_parse(config_t *c, int argc, char **argv)
     c->workers = (int)(w < 4 ? 4 : w > 64 ? 64 : w);
     c->timeout_seconds = 30;
     c->cert_days = 365;
+    c->push_expiration = 86400;
+    c->push_coalesce_ms = 500;
+    c->push_timeout = 10;
+    c->push_attempts = 5;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -312,6 +371,9 @@ void config_free(config_t *c)
     free(c->machineinfo_ca);
     free(c->push_cert);
     free(c->push_topic);
+    free(c->push_key);
+    free(c->apns_url);
+    free(c->apns_ca);
     free(c->org_name);
     memset(c, 0, sizeof *c);
 }

@@ -29,7 +29,15 @@ typedef struct {
     int admission_known;      /* 0 = open, 1 = only registered serials/UDIDs may enroll */
     int cert_days;            /* validity of issued device certificates, default 365 */
     char *machineinfo_ca;     /* trust anchors for MachineInfo signers; NULL = POST /enroll closed */
-    char *push_cert;          /* APNs push certificate (PEM); default <data_dir>/push.pem if present */
+    char *push_cert;          /* APNs push certificate(s) (PEM), comma-separated; default <data_dir>/push.pem */
+    char *push_key;           /* matching key(s), same order; default <data_dir>/push.key */
+    char *apns_url;           /* APNs base URL; default production (or sandbox with apns_development) */
+    int apns_development;     /* use Apple's development (sandbox) APNs endpoint */
+    char *apns_ca;            /* CA bundle to verify the APNs server; NULL = system store */
+    long push_expiration;     /* seconds a push stays deliverable (apns-expiration = now + this) */
+    int push_coalesce_ms;     /* one push per device per window */
+    int push_timeout;         /* seconds for one APNs request */
+    int push_attempts;        /* attempts per push for retryable failures (429, 5xx, network) */
     char *push_topic;         /* overrides the topic read from the push certificate */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
 } config_t;

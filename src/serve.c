@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 
+#include "apns.h"
 #include "app.h"
 #include "config.h"
 #include "http_server.h"
@@ -125,11 +126,14 @@ static int load_enrollment(const config_t *cfg, app_t *app)
         return -1;
     }
     char *push_default = util_strdup_printf("%s/push.pem", cfg->data_dir);
-    const char *push_path = cfg->push_cert ? cfg->push_cert : push_default;
+    /* Profiles name the first topic when several certificates are given. */
+    char *first_cert = cfg->push_cert ? strndup(cfg->push_cert, strcspn(cfg->push_cert, ",")) : NULL;
+    const char *push_path = first_cert ? first_cert : push_default;
     char *topic = cfg->push_topic ? strdup(cfg->push_topic) : NULL;
     if (!topic && push_path && access(push_path, R_OK) == 0 && !(topic = topic_of(push_path)))
         log_warn("push certificate %s has no UID (topic) in its subject", push_path);
     free(push_default);
+    free(first_cert);
     if (!topic)
         log_warn("no push certificate: enrollment profiles cannot be generated until one is imported "
                  "(orchard pushcert import) or --push-topic is set");
@@ -155,6 +159,78 @@ static void unload_enrollment(app_t *app)
     sk_X509_pop_free(app->anchors, X509_free);
     free((char *)app->push_topic);
     identity_verifier_free(app->machineinfo_verifier);
+}
+
+/* Splits "a,b,c" into a NULL-terminated array of heap strings. */
+static char **split_list(const char *list, size_t *n)
+{
+    *n = 0;
+    size_t cap = 1;
+    for (const char *c = list; *c; c++)
+        cap += *c == ',';
+    char **v = calloc(cap + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    for (const char *c = list;;) {
+        size_t len = strcspn(c, ",");
+        if (len && !(v[(*n)++] = strndup(c, len)))
+            return v; /* the caller frees; a short list is reported as a mismatch */
+        if (!c[len])
+            break;
+        c += len + 1;
+    }
+    return v;
+}
+
+static void free_list(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The APNs provider: one topic per --push-cert (and --push-key) entry, or
+ * DIR/push.pem + DIR/push.key — watched even while missing, so an import
+ * into a running server takes effect without a restart. */
+static pusher_t *start_pusher(const config_t *cfg)
+{
+    size_t nc = 0, nk = 0;
+    char **certs = cfg->push_cert ? split_list(cfg->push_cert, &nc) : NULL;
+    char **keys = cfg->push_key ? split_list(cfg->push_key, &nk) : NULL;
+    pusher_t *p = NULL;
+    if (!cfg->push_cert) {
+        free_list(certs);
+        certs = calloc(2, sizeof *certs);
+        if (certs && (certs[0] = util_strdup_printf("%s/push.pem", cfg->data_dir)))
+            nc = 1;
+    }
+    if (!keys && nc == 1) {
+        keys = calloc(2, sizeof *keys);
+        if (keys && (keys[0] = util_strdup_printf("%s/push.key", cfg->data_dir)))
+            nk = 1;
+    }
+    if (nc == 0 || nc != nk) {
+        log_error("--push-cert names %zu certificate(s) but --push-key %zu key(s); give one key per certificate, "
+                  "in the same order", nc, nk);
+        goto out;
+    }
+    pusher_opts_t o = {
+        .db_url = cfg->db,
+        .cert_paths = (const char *const *)certs,
+        .key_paths = (const char *const *)keys,
+        .ntopics = nc,
+        .base_url = cfg->apns_url ? cfg->apns_url : cfg->apns_development ? APNS_URL_DEVELOPMENT : APNS_URL_PRODUCTION,
+        .ca_file = cfg->apns_ca,
+        .expiration_s = cfg->push_expiration,
+        .coalesce_ms = cfg->push_coalesce_ms,
+        .timeout_s = cfg->push_timeout,
+        .attempts = cfg->push_attempts,
+    };
+    p = pusher_new(&o);
+out:
+    free_list(certs);
+    free_list(keys);
+    return p;
 }
 
 int serve_main(int argc, char **argv)
@@ -210,7 +286,7 @@ int serve_main(int argc, char **argv)
     }
     if (cfg.insecure_http && !cfg.client_cert_header)
         log_warn("plain HTTP without --client-cert-header: devices can only identify with Mdm-Signature");
-    if (!(pusher = pusher_new()))
+    if (!(pusher = start_pusher(&cfg)))
         goto out;
 
     app.cfg = &cfg;

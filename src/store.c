@@ -110,6 +110,8 @@ void enrollment_free(enrollment_t *e)
     free_secret(e->push_token, e->push_token_len);
     free_secret_str(e->push_magic);
     free_secret(e->unlock_token, e->unlock_token_len);
+    free(e->last_push_id);
+    free(e->last_push_error);
     memset(e, 0, sizeof *e);
 }
 

@@ -58,6 +58,14 @@ typedef struct {
     size_t unlock_token_len;
     int64_t created_at, updated_at, last_seen_at;
     int64_t authenticated_at, token_updated_at, checked_out_at;
+    /* Latest APNs push (schema 3). last_push_id: apns-id of the latest
+     * accepted push; last_push_error: why the latest push failed (NULL when it
+     * was accepted); push_token_invalid: APNs called the token Unregistered
+     * or BadDeviceToken, so no push is sent until the next TokenUpdate. */
+    int64_t last_push_at;
+    char *last_push_id;
+    char *last_push_error;
+    int push_token_invalid;
 } enrollment_t;
 
 /* TokenUpdate content. */
@@ -127,6 +135,17 @@ typedef struct {
     int64_t not_before, not_after, issued_at;
     int64_t revoked_at;  /* 0 while valid */
 } issued_cert_t;
+
+/* The outcome of one APNs push (push_results_record). */
+typedef struct {
+    const char *enrollment_id;
+    const unsigned char *push_token; /* the token the push went to */
+    size_t push_token_len;
+    const char *apns_id;             /* accepted: APNs' apns-id (may be NULL); failed: NULL */
+    const char *error;               /* NULL = accepted; otherwise why it failed */
+    int token_invalid;               /* APNs rejected the token itself (410 / BadDeviceToken) */
+    int64_t at;
+} push_result_t;
 
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
@@ -221,6 +240,16 @@ struct store_ops {
     int (*device_allow)(store_t *s, const char *serial_or_udid, int64_t now);
     int (*device_disallow)(store_t *s, const char *serial_or_udid);
     int (*device_allowed)(store_t *s, const char *udid, const char *serial);
+
+    /* Push outcomes, many in one transaction (the push thread batches them:
+     * one fsync per batch, not per push). Per result: last_push_at = at;
+     * accepted: last_push_id = apns_id, last_push_error = NULL; failed:
+     * last_push_error = error (last_push_id kept). token_invalid sets
+     * push_token_invalid only while the stored token is still the one pushed
+     * to (a TokenUpdate since then wins) and writes a "push_token_invalid"
+     * event; other failures write a "push_failed" event. Unknown ids are
+     * skipped (the enrollment may have been removed meanwhile). */
+    int (*push_results_record)(store_t *s, const push_result_t *r, size_t n);
 };
 
 struct store {

@@ -158,6 +158,15 @@ static const char *const migrations[] = {
     "  value    TEXT PRIMARY KEY NOT NULL,"
     "  added_at INTEGER NOT NULL"
     ");",
+
+    /* 3: push — the outcome of the latest APNs push per enrollment.
+     * push_token_invalid is set when APNs answers Unregistered or
+     * BadDeviceToken and cleared by the next TokenUpdate: until then orchard
+     * does not push to that token. */
+    "ALTER TABLE enrollments ADD COLUMN last_push_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE enrollments ADD COLUMN last_push_id TEXT;"
+    "ALTER TABLE enrollments ADD COLUMN last_push_error TEXT;"
+    "ALTER TABLE enrollments ADD COLUMN push_token_invalid INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -175,7 +184,8 @@ static const char *const migrations[] = {
     "id, device_id, udid, channel, topic, serial_number, model, model_name, product_name, os_version, " \
     "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
-    "authenticated_at, token_updated_at, checked_out_at"
+    "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
+    "push_token_invalid"
 
 #define TARGET_COLUMNS                                                                                   \
     "c.uuid, t.enrollment_id, c.request_type, t.status, t.result, t.error_chain, t.queued_at, "          \
@@ -283,7 +293,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
                         "  push_token = COALESCE(?3, push_token),"
                         "  push_magic = COALESCE(?4, push_magic),"
                         "  unlock_token = COALESCE(?5, unlock_token),"
-                        "  state = 'active', token_updated_at = ?6, updated_at = ?6, last_seen_at = ?6"
+                        "  state = 'active', token_updated_at = ?6, updated_at = ?6, last_seen_at = ?6,"
+                        "  push_token_invalid = 0"
                         " WHERE id = ?1",
     /* A user channel inherits the UDID and certificate binding of its device
      * channel; the SELECT yields no row (nothing inserted) when that device
@@ -307,7 +318,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
         "  push_token = COALESCE(?7, push_token),"
         "  push_magic = COALESCE(?8, push_magic),"
         "  unlock_token = COALESCE(?9, unlock_token),"
-        "  state = 'active', updated_at = ?10, last_seen_at = ?10, token_updated_at = ?10"
+        "  state = 'active', updated_at = ?10, last_seen_at = ?10, token_updated_at = ?10,"
+        "  push_token_invalid = 0"
         " WHERE channel = 'user'",
     /* Never the token, unlock token or push magic: they are secrets. */
     [ST_TOKEN_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
@@ -401,6 +413,7 @@ struct sq_store {
     sqlite3_stmt *stmts[ST_COUNT_];
     sqlite3_stmt *list_stmts[LIST_VARIANTS];
     sqlite3_stmt *enroll_stmts[SQ_ENROLL_STMTS]; /* store_sqlite_enroll.c */
+    sqlite3_stmt *push_stmts[SQ_PUSH_STMTS];     /* store_sqlite_push.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
     char err[512];
@@ -600,6 +613,11 @@ sqlite3_stmt *sq_enroll_stmt(sq_store *s, int id, const char *sql)
     return prepare_cached(s, &s->enroll_stmts[id], sql);
 }
 
+sqlite3_stmt *sq_push_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->push_stmts[id], sql);
+}
+
 void sq_stmt_release(sqlite3_stmt *st)
 {
     stmt_release(st);
@@ -698,6 +716,10 @@ static int read_enrollment(sqlite3_stmt *st, enrollment_t *e)
     e->authenticated_at = sqlite3_column_int64(st, 25);
     e->token_updated_at = sqlite3_column_int64(st, 26);
     e->checked_out_at = sqlite3_column_int64(st, 27);
+    e->last_push_at = sqlite3_column_int64(st, 28);
+    bad |= col_text(st, 29, &e->last_push_id);
+    bad |= col_text(st, 30, &e->last_push_error);
+    e->push_token_invalid = sqlite3_column_int(st, 31) != 0;
     if (bad) {
         enrollment_free(e);
         return -1;
@@ -1451,6 +1473,8 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->list_stmts[i]);
     for (int i = 0; i < SQ_ENROLL_STMTS; i++)
         sqlite3_finalize(s->enroll_stmts[i]);
+    for (int i = 0; i < SQ_PUSH_STMTS; i++)
+        sqlite3_finalize(s->push_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
     gate_release(s);
@@ -1470,6 +1494,7 @@ static const struct store_ops sqlite_ops = {
     .device_allow = sq_device_allow,
     .device_disallow = sq_device_disallow,
     .device_allowed = sq_device_allowed,
+    .push_results_record = sq_push_results_record,
     .close = sq_close,
     .errmsg = sq_errmsg,
     .enrollment_get = sq_enrollment_get,

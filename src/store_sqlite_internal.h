@@ -9,6 +9,7 @@
 #include "store.h"
 
 #define SQ_ENROLL_STMTS 16
+#define SQ_PUSH_STMTS 4
 
 typedef struct sq_store sq_store;
 
@@ -22,6 +23,8 @@ int sq_fail_arg(sq_store *s, const char *what);
 
 /* Statement `id` of store_sqlite_enroll.c, prepared once per handle. */
 sqlite3_stmt *sq_enroll_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_push.c, prepared once per handle. */
+sqlite3_stmt *sq_push_stmt(sq_store *s, int id, const char *sql);
 void sq_stmt_release(sqlite3_stmt *st);
 
 /* Write transactions: gate, BEGIN IMMEDIATE, COMMIT + group fsync. */
@@ -41,5 +44,8 @@ int sq_challenge_consume(store_t *s, const char *challenge, int64_t now, char **
 int sq_device_allow(store_t *s, const char *serial_or_udid, int64_t now);
 int sq_device_disallow(store_t *s, const char *serial_or_udid);
 int sq_device_allowed(store_t *s, const char *udid, const char *serial);
+
+/* Push outcomes (store_sqlite_push.c). */
+int sq_push_results_record(store_t *s, const push_result_t *r, size_t n);
 
 #endif

@@ -236,10 +236,15 @@ long devsim_authenticate(devsim_t *d)
 long devsim_token_update(devsim_t *d)
 {
     static const unsigned char token[32] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
+    return devsim_token_update_with(d, token, sizeof token, "8F6E0D4C-SIMULATED-PUSH-MAGIC");
+}
+
+long devsim_token_update_with(devsim_t *d, const unsigned char *token, size_t token_len, const char *push_magic)
+{
     static const unsigned char unlock[16] = {9, 8, 7, 6};
     plist_t *m = message(d, "TokenUpdate");
-    plist_dict_set(m, "Token", plist_new_data(token, sizeof token));
-    plist_dict_set(m, "PushMagic", plist_new_string("8F6E0D4C-SIMULATED-PUSH-MAGIC"));
+    plist_dict_set(m, "Token", plist_new_data(token, token_len));
+    plist_dict_set(m, "PushMagic", plist_new_string(push_magic));
     plist_dict_set(m, "UnlockToken", plist_new_data(unlock, sizeof unlock));
     return send_checkin(d, m);
 }

@@ -51,6 +51,8 @@ void devsim_reply_free(devsim_reply_t *r);
 /* Check-in messages; the return value is the HTTP status (or -1). */
 long devsim_authenticate(devsim_t *d);
 long devsim_token_update(devsim_t *d);
+/* TokenUpdate with a chosen push token and PushMagic (push tests). */
+long devsim_token_update_with(devsim_t *d, const unsigned char *token, size_t token_len, const char *push_magic);
 long devsim_checkout(devsim_t *d);
 /* A user-channel TokenUpdate (macOS style UserID). */
 long devsim_user_token_update(devsim_t *d, const char *user_id, const char *short_name);

@@ -160,3 +160,31 @@ char *testpki_cert_rfc9440(X509 *cert)
     ERR_clear_error();
     return out;
 }
+
+int testpki_issue_push_cert(const char *ca_cert_path, const char *ca_key_path, const char *topic, int expired,
+                            const char *cert_out, const char *key_out)
+{
+    if (!ca_cert_path || !ca_key_path || !topic || !cert_out || !key_out)
+        return -1;
+    X509 *ca = pki_load_cert(ca_cert_path);
+    EVP_PKEY *ca_key = pki_load_key(ca_key_path);
+    EVP_PKEY *key = ca && ca_key ? pki_new_ec_key() : NULL;
+    char *cn = util_strdup_printf("APSP:%s", topic);
+    X509 *cert = key && cn ? pki_issue_cert(ca, ca_key, key, cn, 365, PKI_USAGE_CLIENT, NULL, 0) : NULL;
+    int ok = cert != NULL;
+    /* Apple puts the topic in the subject's UID; add it and re-sign. */
+    ok = ok && X509_NAME_add_entry_by_NID(X509_get_subject_name(cert), NID_userId, MBSTRING_ASC,
+                                          (const unsigned char *)topic, -1, 0, 0) == 1;
+    if (ok && expired)
+        ok = X509_gmtime_adj(X509_getm_notBefore(cert), -30L * 86400) != NULL &&
+             X509_gmtime_adj(X509_getm_notAfter(cert), -86400) != NULL;
+    ok = ok && X509_sign(cert, ca_key, EVP_sha256()) > 0;
+    ok = ok && pki_write_cert(cert_out, cert) == 0 && pki_write_key(key_out, key) == 0;
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    free(cn);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}

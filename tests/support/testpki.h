@@ -23,6 +23,13 @@ int testpki_issue_expired_identity(const char *ca_cert_path, const char *ca_key_
  * CN "NAME"), e.g. an untrusted CA for negative tests. */
 int testpki_make_ca(const char *dir, const char *name);
 
+/* An MDM push certificate as the Apple Push Certificates Portal issues it:
+ * subject UID = topic (and CN "APSP:<topic>"), TLS-client usage, signed by
+ * the CA in ca_cert_path/ca_key_path; expired = valid until yesterday.
+ * Writes cert_out and key_out (PEM). */
+int testpki_issue_push_cert(const char *ca_cert_path, const char *ca_key_path, const char *topic, int expired,
+                            const char *cert_out, const char *key_out);
+
 /* Base64 of a detached CMS SignedData over body, signed by cert/key with the
  * signer certificate included: what a device sends as Mdm-Signature. */
 char *testpki_mdm_signature(X509 *cert, EVP_PKEY *key, const void *body, size_t len);
