@@ -4,6 +4,7 @@
 #   make test   install missing test dependencies, build with ASan+UBSan, run every test
 #   make bench  run the benchmarks in bench/ (release build)
 #   make fuzz   run each fuzz target for FUZZ_SECONDS (clang/libFuzzer)
+#   make valgrind  run the integration tests with the server under valgrind memcheck
 
 CC       ?= gcc
 PKGS     := openssl libevent libevent_openssl libevent_pthreads sqlite3 jansson expat libcurl
@@ -35,7 +36,7 @@ FUZZ_SECONDS ?= 60
 
 .SECONDARY:
 
-.PHONY: all run test test-only bench fuzz deps test-deps clean
+.PHONY: all run test test-only bench fuzz valgrind valgrind-only deps test-deps clean
 
 all: $(REL_DIR)/orchard
 
@@ -77,6 +78,40 @@ $(SAN_DIR)/orchard: $(SAN_DIR)/src/main.o $(SAN_LIB_OBJ)
 
 $(SAN_DIR)/tests/%: $(SAN_DIR)/tests/%.o $(SAN_SUP_OBJ) $(SAN_LIB_OBJ)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS) -lcmocka
+
+# ---- valgrind memcheck ----------------------------------------------------
+# A plain debug build (valgrind cannot run ASan binaries) of the server and of
+# the integration tests; the tests start the server under valgrind through
+# ORCHARD_SERVER_WRAPPER (tests/support/testserver.c). Any memcheck error or
+# definite/indirect leak makes the server exit 99 on its clean stop, which
+# fails the test. -q keeps valgrind's banner, which repeats the server's
+# command line (secrets included), out of the server log that tests search.
+# tests/valgrind.supp says why each suppression exists.
+VG_DIR   := build/vg
+VG_FLAGS := -O1 -g -fno-omit-frame-pointer
+VG_TESTS := test_mdm test_proxy_identity
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --track-origins=no --suppressions=$(CURDIR)/tests/valgrind.supp
+
+$(VG_DIR)/%.o: %.c $(wildcard src/*.h tests/support/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(VG_FLAGS) $(PKG_CFLAGS) -Isrc -Itests/support -c $< -o $@
+
+VG_LIB_OBJ := $(patsubst %.c,$(VG_DIR)/%.o,$(LIB_SRC))
+VG_SUP_OBJ := $(patsubst %.c,$(VG_DIR)/%.o,$(SUP_SRC))
+
+$(VG_DIR)/orchard: $(VG_DIR)/src/main.o $(VG_LIB_OBJ)
+	$(CC) $(VG_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(VG_DIR)/tests/%: $(VG_DIR)/tests/%.o $(VG_SUP_OBJ) $(VG_LIB_OBJ)
+	$(CC) $(VG_FLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS) -lcmocka
+
+valgrind: test-deps
+	@sh tools/install-deps.sh valgrind
+	@$(MAKE) --no-print-directory valgrind-only
+
+valgrind-only: $(VG_DIR)/orchard $(patsubst %,$(VG_DIR)/tests/%,$(VG_TESTS))
+	@ORCHARD_SERVER_WRAPPER="$(VALGRIND)" sh tests/run.sh $(VG_DIR) $(VG_TESTS)
 
 # ---- benchmarks ----------------------------------------------------------
 $(REL_DIR)/bench/%: $(REL_DIR)/bench/%.o $(REL_SUP_OBJ) $(REL_LIB_OBJ)

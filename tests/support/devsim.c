@@ -23,6 +23,7 @@ struct devsim {
     char *header_name;
     int header_kind;
     char *checkin_path, *connect_path;
+    int quiet; /* no stderr line per transport failure */
 };
 
 static char *key_pem(EVP_PKEY *key)
@@ -116,6 +117,11 @@ void devsim_set_paths(devsim_t *d, const char *checkin, const char *connect)
     d->connect_path = strdup(connect);
 }
 
+void devsim_set_quiet(devsim_t *d, int quiet)
+{
+    d->quiet = quiet;
+}
+
 const char *devsim_udid(const devsim_t *d)
 {
     return d->udid;
@@ -158,7 +164,8 @@ static int send_raw(devsim_t *d, const char *path, const char *content_type, con
     curl_slist_free_all(h);
     free(url);
     if (rc != CURLE_OK) {
-        fprintf(stderr, "devsim: %s: %s\n", path, curl_easy_strerror(rc));
+        if (!d->quiet)
+            fprintf(stderr, "devsim: %s: %s\n", path, curl_easy_strerror(rc));
         free(s.data);
         r->status = -1;
         return -1;

@@ -38,6 +38,9 @@ void devsim_free(devsim_t *d);
 void devsim_set_header(devsim_t *d, const char *name, int value_kind);
 /* The URL paths used (defaults /mdm/checkin and /mdm/connect). */
 void devsim_set_paths(devsim_t *d, const char *checkin, const char *connect);
+/* quiet != 0: transport failures (server down) are not reported on stderr;
+ * for tests that expect many of them (crash tests retrying). */
+void devsim_set_quiet(devsim_t *d, int quiet);
 const char *devsim_udid(const devsim_t *d);
 
 /* Sends raw bytes as the device would (signing them if the mode says so). */

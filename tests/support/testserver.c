@@ -2,6 +2,7 @@
 #include "testserver.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -31,6 +32,22 @@ static int free_port(void)
     if (fd >= 0)
         close(fd);
     return port;
+}
+
+/* Opt-in wrapper for the server command line, e.g.
+ * ORCHARD_SERVER_WRAPPER="valgrind --error-exitcode=99": its words (split on
+ * blanks, no quoting) go before the server binary. */
+static const char *server_wrapper(void)
+{
+    const char *w = getenv("ORCHARD_SERVER_WRAPPER");
+    return w && *w ? w : NULL;
+}
+
+/* Deciseconds to wait for startup and for a clean exit. A wrapped server
+ * (valgrind) runs tens of times slower than a native one. */
+static int wait_ticks(void)
+{
+    return server_wrapper() ? 3000 : 300;
 }
 
 long testserver_api(const testserver_t *s, const char *key, const char *method, const char *path, const char *body,
@@ -83,7 +100,7 @@ static int healthy(const testserver_t *s)
     curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_path);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_buffer_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 2L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, server_wrapper() ? 20L : 2L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     long status = 0;
     if (curl_easy_perform(c) == CURLE_OK)
@@ -94,31 +111,29 @@ static int healthy(const testserver_t *s)
     return status == 200;
 }
 
-int testserver_start(testserver_t *s, const char *const *extra_args)
+/* Forks and execs the server on s->dir / s->port and waits until /healthz
+ * answers. append: add to the existing log (a restart) instead of starting
+ * a new one. */
+static int spawn(testserver_t *s, const char *const *extra_args, int append)
 {
-    memset(s, 0, sizeof *s);
     const char *bin = getenv("ORCHARD_BIN");
     if (!bin) {
         fprintf(stderr, "testserver: ORCHARD_BIN is not set\n");
         return -1;
     }
-    snprintf(s->dir, sizeof s->dir, "/tmp/orchard-test-XXXXXX");
-    if (!mkdtemp(s->dir))
-        return -1;
-    s->port = free_port();
-    for (int i = 0; extra_args && extra_args[i]; i++)
-        if (strcmp(extra_args[i], "--insecure-http") == 0)
-            s->plain_http = 1;
-    snprintf(s->base_url, sizeof s->base_url, "%s://127.0.0.1:%d", s->plain_http ? "http" : "https", s->port);
-    snprintf(s->ca_path, sizeof s->ca_path, "%s/ca.pem", s->dir);
-    snprintf(s->ca_key_path, sizeof s->ca_key_path, "%s/ca.key", s->dir);
-    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
     char listen[64], datadir[300];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
     snprintf(datadir, sizeof datadir, "%s", s->dir);
 
-    const char *argv[40];
+    enum { MAX_WRAP = 24, MAX_ARGS = MAX_WRAP + 40 };
+    const char *argv[MAX_ARGS];
     int n = 0;
+    char *wrap = server_wrapper() ? strdup(server_wrapper()) : NULL;
+    if (wrap) {
+        char *save = NULL;
+        for (char *w = strtok_r(wrap, " \t", &save); w && n < MAX_WRAP; w = strtok_r(NULL, " \t", &save))
+            argv[n++] = w;
+    }
     argv[n++] = bin;
     argv[n++] = "serve";
     argv[n++] = "--listen";
@@ -131,25 +146,36 @@ int testserver_start(testserver_t *s, const char *const *extra_args)
     argv[n++] = "https://127.0.0.1";
     argv[n++] = "--workers";
     argv[n++] = "2";
-    for (int i = 0; extra_args && extra_args[i] && n < 38; i++)
+    for (int i = 0; extra_args && extra_args[i] && n < MAX_ARGS - 2; i++)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
 
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        free(wrap);
         return -1;
+    }
     if (pid == 0) {
-        int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fd = open(s->log_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0600);
         if (fd >= 0) {
+            if (append) {
+                static const char mark[] = "---- testserver: restart on the same data directory ----\n";
+                if (write(fd, mark, sizeof mark - 1) < 0) {
+                    /* the marker is only a reading aid */
+                }
+            }
             dup2(fd, 1);
             dup2(fd, 2);
             close(fd);
         }
-        execv(bin, (char *const *)argv);
+        /* execvp: a wrapper is looked up in PATH; the server binary is a path. */
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
+    free(wrap);
     s->pid = pid;
-    for (int i = 0; i < 300; i++) { /* up to 30 s: ASan builds start slowly */
+    int ticks = wait_ticks(); /* 30 s: ASan builds start slowly; 300 s under a wrapper */
+    for (int i = 0; i < ticks; i++) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             fprintf(stderr, "testserver: server exited during startup; log %s\n", s->log_path);
@@ -165,6 +191,43 @@ int testserver_start(testserver_t *s, const char *const *extra_args)
     return -1;
 }
 
+int testserver_start(testserver_t *s, const char *const *extra_args)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/orchard-test-XXXXXX");
+    if (!mkdtemp(s->dir))
+        return -1;
+    s->port = free_port();
+    for (int i = 0; extra_args && extra_args[i]; i++)
+        if (strcmp(extra_args[i], "--insecure-http") == 0)
+            s->plain_http = 1;
+    snprintf(s->base_url, sizeof s->base_url, "%s://127.0.0.1:%d", s->plain_http ? "http" : "https", s->port);
+    snprintf(s->ca_path, sizeof s->ca_path, "%s/ca.pem", s->dir);
+    snprintf(s->ca_key_path, sizeof s->ca_key_path, "%s/ca.key", s->dir);
+    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
+    return spawn(s, extra_args, 0);
+}
+
+int testserver_restart(testserver_t *s, const char *const *extra_args)
+{
+    if (s->pid > 0) {
+        fprintf(stderr, "testserver: restart while the server is still running\n");
+        return -1;
+    }
+    return spawn(s, extra_args, 1);
+}
+
+void testserver_kill(testserver_t *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGKILL);
+    int st;
+    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    s->pid = 0;
+}
+
 static void remove_tree(const char *dir)
 {
     char *cmd = util_strdup_printf("rm -rf '%s'", dir);
@@ -173,13 +236,14 @@ static void remove_tree(const char *dir)
     free(cmd);
 }
 
-int testserver_stop(testserver_t *s)
+int testserver_stop_keep(testserver_t *s)
 {
     int status = -1;
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
         int st = 0;
-        for (int i = 0; i < 300; i++) {
+        int ticks = wait_ticks(); /* valgrind checks for leaks at exit: slow */
+        for (int i = 0; i < ticks; i++) {
             if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
                 status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
                 break;
@@ -201,9 +265,20 @@ int testserver_stop(testserver_t *s)
         }
         free(log);
     }
+    s->pid = 0;
+    return status;
+}
+
+void testserver_remove_dir(testserver_t *s)
+{
     if (!getenv("ORCHARD_KEEP_TEST_DIR"))
         remove_tree(s->dir);
-    s->pid = 0;
+}
+
+int testserver_stop(testserver_t *s)
+{
+    int status = testserver_stop_keep(s);
+    testserver_remove_dir(s);
     return status;
 }
 

@@ -29,6 +29,21 @@ int testserver_start(testserver_t *s, const char *const *extra_args);
 /* SIGTERM, wait; returns the server's exit status (0 = clean, no leaks under
  * ASan), and removes the data directory. */
 int testserver_stop(testserver_t *s);
+/* testserver_stop without removing the data directory, so the caller can
+ * inspect the database; testserver_remove_dir then cleans up. */
+int testserver_stop_keep(testserver_t *s);
+void testserver_remove_dir(testserver_t *s);
+/* SIGKILL and reap: the server gets no chance to run any shutdown code, as
+ * in a crash. The data directory is kept. */
+void testserver_kill(testserver_t *s);
+/* Starts the server again on the same data directory and port (after
+ * testserver_kill or testserver_stop_keep), appending to the same log, and
+ * waits until /healthz answers. 0 on success. */
+int testserver_restart(testserver_t *s, const char *const *extra_args);
+
+/* Environment: ORCHARD_SERVER_WRAPPER (opt-in), words put before the server
+ * command line, e.g. "valgrind --error-exitcode=99 --leak-check=full"; the
+ * startup and shutdown waits grow from 30 s to 300 s when it is set. */
 /* 1 if the server log contains `needle`. */
 int testserver_log_contains(const testserver_t *s, const char *needle);
 /* Admin API call with the test key (key NULL: none; "" : use the default).
