@@ -1,4 +1,4 @@
-/* APNs push throughput: orchard's provider (push.c: one push thread, libcurl
+/* APNs push throughput: orchard's provider (push.c: push threads, libcurl
  * multi, HTTP/2 multiplexing) pushing to the mock APNs server
  * (tests/support/mockapns.c, TLS + client certificate) in this process, for
  * N devices (default 100,000), twice, with RSS before and after each round
@@ -10,7 +10,8 @@
  * instance that does not ask for a client certificate (h2load cannot send
  * one): same TLS, HTTP/2 and request handling, one connection, 1000 streams.
  *
- * Usage: push_throughput [N]   (BENCH_DIR picks the directory, default /tmp)
+ * Usage: push_throughput [N [THREADS]]   (THREADS: push threads, default:
+ * orchard's own default; BENCH_DIR picks the directory, default /tmp)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,7 @@ static void ceiling(const char *dir, long n)
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000;
+    int threads = argc > 2 ? atoi(argv[2]) : 0;
     if (getenv("BENCH_DEBUG"))
         log_set_level(LOG_DEBUG);
     if (n < 1)
@@ -207,13 +209,15 @@ int main(int argc, char **argv)
                        .expiration_s = 86400,
                        .coalesce_ms = 0,
                        .timeout_s = 30,
-                       .attempts = 3};
+                       .attempts = 3,
+                       .threads = threads};
     pusher_t *p = pusher_new(&o);
     if (!p) {
         mockapns_stop(m);
         goto out;
     }
-    printf("%ld devices, one push thread, mock APNs over TLS + HTTP/2 (client certificate required)\n", n);
+    printf("%ld devices, %s push thread(s), mock APNs over TLS + HTTP/2 (client certificate required)\n", n,
+           threads > 0 ? argv[2] : "default");
     rc = round_trip(p, m, n, 1) == 0 && round_trip(p, m, n, 2) == 0 ? 0 : 1;
     printf("mock connections: %d\n", mockapns_connections(m));
     pusher_free(p);

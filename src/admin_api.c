@@ -301,6 +301,11 @@ static json_t *enrollment_json(const enrollment_t *e)
     json_object_set_new(o, "last_push_id", json_str_or_null(e->last_push_id));
     json_object_set_new(o, "last_push_error", json_str_or_null(e->last_push_error));
     json_object_set_new(o, "push_token_invalid", json_boolean(e->push_token_invalid));
+    /* Flagged by the inactivity sweep (--inactive-after); clears when the
+     * device is heard from again. */
+    json_object_set_new(o, "silent", json_boolean(e->silent_since > 0));
+    json_object_set_new(o, "silent_since", json_time(e->silent_since));
+    json_object_set_new(o, "last_repush_at", json_time(e->last_repush_at));
     return o;
 }
 
@@ -312,7 +317,7 @@ static int collect_enrollment(void *ctx, const enrollment_t *e)
 
 static void api_devices_list(worker_t *w, const http_request_t *req, http_response_t *resp)
 {
-    char state[32], model[128], serial[128], after[2 * MDM_ID_MAX + 2], limit_s[16];
+    char state[32], model[128], serial[128], after[2 * MDM_ID_MAX + 2], limit_s[16], silent[8];
     enrollment_filter_t f = {
         .state = http_query(req, "state", state, sizeof state),
         .model = http_query(req, "model", model, sizeof model),
@@ -324,6 +329,14 @@ static void api_devices_list(worker_t *w, const http_request_t *req, http_respon
         strcmp(f.state, ENR_STATE_AUTHENTICATED) != 0) {
         http_refuse(resp, 400, 1, "state must be active, inactive or authenticated");
         return;
+    }
+    /* silent=1: devices the sweep flagged inactive; silent=0: the others. */
+    if (http_query(req, "silent", silent, sizeof silent)) {
+        if (strcmp(silent, "1") != 0 && strcmp(silent, "0") != 0) {
+            http_refuse(resp, 400, 1, "silent must be 1 or 0");
+            return;
+        }
+        f.silent = silent[0] == '1' ? 1 : -1;
     }
     if (http_query(req, "limit", limit_s, sizeof limit_s)) {
         char *end;

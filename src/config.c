@@ -40,6 +40,9 @@ enum {
     OPT_PUSH_COALESCE,
     OPT_PUSH_TIMEOUT,
     OPT_PUSH_ATTEMPTS,
+    OPT_PUSH_THREADS,
+    OPT_REPUSH_AFTER,
+    OPT_INACTIVE_AFTER,
     OPT_ORG_NAME,
     OPT_HELP
 };
@@ -107,6 +110,14 @@ static const struct setting {
      "time limit of one APNs request (default 10)"},
     {"push-attempts", 1, OPT_PUSH_ATTEMPTS, "ORCHARD_PUSH_ATTEMPTS", "N",
      "attempts per push when APNs is busy or unreachable (429, 5xx, network), with backoff (default 5)"},
+    {"push-threads", 1, OPT_PUSH_THREADS, "ORCHARD_PUSH_THREADS", "N",
+     "push threads, each with its own APNs connections (default 2 with 2 or more CPUs, else 1)"},
+    {"repush-after", 1, OPT_REPUSH_AFTER, "ORCHARD_REPUSH_AFTER", "HOURS",
+     "push active devices not heard from for this long again, at most once per this interval each; "
+     "a number is hours, or give a unit: 90m, 2d, 30s (default 24; 0 = never)"},
+    {"inactive-after", 1, OPT_INACTIVE_AFTER, "ORCHARD_INACTIVE_AFTER", "DAYS",
+     "flag active devices not heard from for this long as inactive (GET /v1/devices?silent=1, event "
+     "marked_inactive); a number is days, or give a unit: 12h, 30s (default 30; 0 = never)"},
     {"push-topic", 1, OPT_PUSH_TOPIC, "ORCHARD_PUSH_TOPIC", "TOPIC",
      "push topic for profiles, overriding the one read from the push certificate"},
     {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
@@ -140,6 +151,31 @@ static int parse_long(const char *name, const char *v, long min, long max, long 
         return -1;
     }
     *out = n;
+    return 0;
+}
+
+/* A duration: a whole number in `unit` seconds, or with a suffix s, m, h
+ * or d (so tests and small fleets can use short intervals). */
+static int parse_duration(const char *name, const char *v, long unit, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    long mult = unit;
+    if (end != v && *end && !end[1]) {
+        switch (*end) {
+        case 's': mult = 1; end++; break;
+        case 'm': mult = 60; end++; break;
+        case 'h': mult = 3600; end++; break;
+        case 'd': mult = 86400; end++; break;
+        default: break;
+        }
+    }
+    if (*v == '\0' || *end != '\0' || n < 0 || n > 3650L * 86400 / mult) {
+        fprintf(stderr, "orchard serve: --%s must be a whole number, optionally with s, m, h or d (got '%s')\n",
+                name, v);
+        return -1;
+    }
+    *out = n * mult;
     return 0;
 }
 
@@ -255,6 +291,19 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->push_attempts = (int)n;
         break;
+    case OPT_PUSH_THREADS:
+        if (parse_long(s->flag, v, 1, 16, &n))
+            return -1;
+        c->push_threads = (int)n;
+        break;
+    case OPT_REPUSH_AFTER:
+        if (parse_duration(s->flag, v, 3600, &c->repush_after))
+            return -1;
+        break;
+    case OPT_INACTIVE_AFTER:
+        if (parse_duration(s->flag, v, 86400, &c->inactive_after))
+            return -1;
+        break;
     case OPT_PUSH_TOPIC:
         if (strncmp(v, "com.apple.mgmt.", 15) != 0) {
             fprintf(stderr, "orchard serve: --push-topic must start with com.apple.mgmt. (got '%s')\n", v);
@@ -285,6 +334,8 @@ int config_parse(config_t *c, int argc, char **argv)
     c->push_coalesce_ms = 500;
     c->push_timeout = 10;
     c->push_attempts = 5;
+    c->repush_after = 24L * 3600;
+    c->inactive_after = 30L * 86400;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;

@@ -39,6 +39,9 @@ typedef struct {
     int push_timeout;         /* seconds for one APNs request */
     int push_attempts;        /* attempts per push for retryable failures (429, 5xx, network) */
     char *push_topic;         /* overrides the topic read from the push certificate */
+    int push_threads;         /* push threads (lanes), each with its own APNs connections; 0 = default */
+    long repush_after;        /* seconds of silence before an active device is pushed again (0 = never) */
+    long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
 } config_t;
 

@@ -32,14 +32,18 @@ static int known_result_status(const char *s)
 
 /* Checks that the enrollment this message speaks for is managed. 0 if so,
  * else the HTTP status to refuse with (reason in why). */
+/* *last_seen: when the channel was last heard from; *silent: whether the
+ * inactivity sweep flagged it (a request from it clears the flag at once,
+ * not only once a minute). */
 static int check_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, int64_t *last_seen,
-                        char *why, size_t len)
+                        int *silent, char *why, size_t len)
 {
     if (strcmp(dev->state, ENR_STATE_ACTIVE) != 0) {
         snprintf(why, len, "device enrollment is %s, not active", dev->state);
         return 401;
     }
     *last_seen = dev->last_seen_at;
+    *silent = dev->silent_since > 0;
     if (!m->user_channel)
         return 0;
     enrollment_t u;
@@ -54,6 +58,7 @@ static int check_active(worker_t *w, const mdm_message_t *m, const enrollment_t 
     }
     int active = strcmp(u.state, ENR_STATE_ACTIVE) == 0;
     *last_seen = u.last_seen_at;
+    *silent = u.silent_since > 0;
     enrollment_free(&u);
     if (!active) {
         snprintf(why, len, "user channel is not active");
@@ -101,7 +106,8 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
         return;
     }
     int64_t last_seen = 0;
-    code = check_active(w, m, &dev, &last_seen, why, sizeof why);
+    int silent = 0;
+    code = check_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
     enrollment_free(&dev);
     if (code) {
         http_refuse(resp, code, 0, "%s", why);
@@ -109,7 +115,7 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     }
 
     int64_t now = util_now();
-    if (now - last_seen >= LAST_SEEN_GRANULARITY && s->ops->touch(s, m->id, now) != STORE_OK)
+    if ((silent || now - last_seen >= LAST_SEEN_GRANULARITY) && s->ops->touch(s, m->id, now) != STORE_OK)
         log_warn("cannot record last-seen for %s: %s", m->id, s->ops->errmsg(s));
 
     command_report_t report;

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -91,6 +92,25 @@ typedef struct {
     int64_t at;
 } result_t;
 
+/* One push thread ("lane") with its own multi handle, connections, request
+ * pool and outcome batch (and store handle). Lanes share the queue: each
+ * takes due entries from the heap up to its share of --max-inflight. */
+typedef struct lane {
+    struct pusher *p;
+    int index;
+    pthread_t thread;
+    int started;
+    CURLM *multi;
+    req_t *free_reqs;
+    req_t *active;
+    size_t active_n, cap; /* requests in flight here, and this lane's share of max_inflight */
+    result_t *results;
+    size_t nresults;
+    int64_t first_result_ms;
+    store_t *store;
+    unsigned rng;
+} lane_t;
+
 struct pusher {
     pusher_opts_t o;
     char *base_url, *ca_file, *db_url;
@@ -106,17 +126,9 @@ struct pusher {
     int stop;
     uint64_t accepted, failed, token_invalid, retried;
 
-    /* push thread only */
-    pthread_t thread;
-    int thread_started;
-    CURLM *multi;
-    req_t *free_reqs;
-    req_t *active;
-    result_t *results;
-    size_t nresults;
-    int64_t first_result_ms;
-    store_t *store;
-    unsigned rng;
+    lane_t *lanes; /* each touched only by its own thread (and by pusher_new/pusher_free) */
+    size_t nlanes;
+    int curl_inited;
 };
 
 static int64_t now_ms(void)
@@ -354,7 +366,7 @@ int pusher_push(pusher_t *p, const enrollment_t *e, char *err, size_t errlen)
                                   "until the device polls");
         return -1;
     }
-    int rc = -1;
+    int rc = -1, wake = 0;
     pthread_mutex_lock(&p->mu);
     int slot = slot_for(p, e->topic);
     if (slot < 0) {
@@ -387,6 +399,10 @@ int pusher_push(pusher_t *p, const enrollment_t *e, char *err, size_t errlen)
             entry_free(en);
             goto oom;
         }
+        /* Lanes sleep until the earliest due entry (or until a transfer
+         * finishes): only a new earliest one needs them awake. Waking on
+         * every push cost the submitting thread one write per lane. */
+        wake = en->heap_i == 0;
         size_t h = hash_id(en->id) & (p->nbuckets - 1);
         en->hnext = p->buckets[h];
         p->buckets[h] = en;
@@ -405,14 +421,15 @@ oom:
     util_set_err(err, errlen, "out of memory");
 out:
     pthread_mutex_unlock(&p->mu);
-    if (rc == 0)
-        curl_multi_wakeup(p->multi);
+    /* Every lane: whichever is idle takes it first. */
+    for (size_t i = 0; rc == 0 && wake && i < p->nlanes; i++)
+        curl_multi_wakeup(p->lanes[i].multi);
     return rc;
 }
 
 /* ---- outcomes ------------------------------------------------------------------------------ */
 
-static void flush_results(pusher_t *p)
+static void flush_results(lane_t *p)
 {
     if (p->nresults == 0)
         return;
@@ -442,7 +459,7 @@ static void flush_results(pusher_t *p)
     p->nresults = 0;
 }
 
-static void add_result(pusher_t *p, const char *id, const unsigned char *token, size_t token_len,
+static void add_result(lane_t *p, const char *id, const unsigned char *token, size_t token_len,
                        const char *apns_id, const char *error, int token_invalid)
 {
     if (p->nresults == RESULT_BATCH)
@@ -468,7 +485,7 @@ static void add_result(pusher_t *p, const char *id, const unsigned char *token, 
 
 /* Exponential backoff with jitter: half the step fixed, half random, so
  * retries of a burst spread out instead of arriving together. */
-static int64_t backoff_ms(pusher_t *p, int attempts)
+static int64_t backoff_ms(lane_t *p, int attempts)
 {
     int64_t step = BACKOFF_BASE_MS;
     for (int i = 1; i < attempts && step < BACKOFF_MAX_MS; i++)
@@ -499,11 +516,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     return n;
 }
 
-static req_t *req_get(pusher_t *p)
+static req_t *req_get(lane_t *l)
 {
-    req_t *r = p->free_reqs;
+    pusher_t *p = l->p;
+    req_t *r = l->free_reqs;
     if (r) {
-        p->free_reqs = r->next_free;
+        l->free_reqs = r->next_free;
         return r;
     }
     if (!(r = calloc(1, sizeof *r)))
@@ -535,7 +553,7 @@ static req_t *req_get(pusher_t *p)
     return r;
 }
 
-static void req_put(pusher_t *p, req_t *r)
+static void req_put(lane_t *p, req_t *r)
 {
     curl_slist_free_all(r->headers);
     r->headers = NULL;
@@ -572,8 +590,9 @@ static void entry_done(pusher_t *p, entry_t *e, int token_rejected, const unsign
     entry_free(e);
 }
 
-static void active_add(pusher_t *p, req_t *r)
+static void active_add(lane_t *p, req_t *r)
 {
+    p->active_n++;
     r->prev = NULL;
     r->next = p->active;
     if (p->active)
@@ -581,8 +600,9 @@ static void active_add(pusher_t *p, req_t *r)
     p->active = r;
 }
 
-static void active_remove(pusher_t *p, req_t *r)
+static void active_remove(lane_t *p, req_t *r)
 {
+    p->active_n--;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -593,9 +613,10 @@ static void active_remove(pusher_t *p, req_t *r)
 }
 
 /* Sends one push (entry already counted in flight). */
-static void start_one(pusher_t *p, entry_t *e, int64_t expiration)
+static void start_one(lane_t *l, entry_t *e, int64_t expiration)
 {
-    req_t *r = req_get(p);
+    pusher_t *p = l->p;
+    req_t *r = req_get(l);
     char err[192] = "out of memory";
     pthread_mutex_lock(&p->mu);
     topic_t *t = &p->topics[e->slot];
@@ -614,16 +635,16 @@ static void start_one(pusher_t *p, entry_t *e, int64_t expiration)
         r->token_len = e->token_len;
         char h[300];
         snprintf(h, sizeof h, "apns-topic: %s", t->cred.topic);
-        struct curl_slist *l = curl_slist_append(NULL, h);
-        l = l ? curl_slist_append(l, "apns-push-type: mdm") : NULL;
-        l = l ? curl_slist_append(l, "apns-priority: 10") : NULL;
+        struct curl_slist *hl = curl_slist_append(NULL, h);
+        hl = hl ? curl_slist_append(hl, "apns-push-type: mdm") : NULL;
+        hl = hl ? curl_slist_append(hl, "apns-priority: 10") : NULL;
         snprintf(h, sizeof h, "apns-expiration: %lld", (long long)expiration);
-        l = l ? curl_slist_append(l, h) : NULL;
-        l = l ? curl_slist_append(l, "content-type: application/json") : NULL;
+        hl = hl ? curl_slist_append(hl, h) : NULL;
+        hl = hl ? curl_slist_append(hl, "content-type: application/json") : NULL;
         /* curl would otherwise add an Accept header APNs does not need. */
-        l = l ? curl_slist_append(l, "accept:") : NULL;
-        r->headers = l;
-        ok = l != NULL;
+        hl = hl ? curl_slist_append(hl, "accept:") : NULL;
+        r->headers = hl;
+        ok = hl != NULL;
         if (ok && (r->slot != e->slot || r->gen != t->gen)) {
             /* Blobs are part of curl's connection matching: a rotated
              * certificate gets a new connection, other topics their own. */
@@ -645,15 +666,15 @@ static void start_one(pusher_t *p, entry_t *e, int64_t expiration)
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
-        if (curl_multi_add_handle(p->multi, r->easy) == CURLM_OK) {
-            active_add(p, r);
+        if (curl_multi_add_handle(l->multi, r->easy) == CURLM_OK) {
+            active_add(l, r);
             return;
         }
         snprintf(err, sizeof err, "cannot start the APNs request");
     }
     /* Could not even send: a final failure, recorded like any other. */
     log_warn("push: %s: %s", e->id, err);
-    add_result(p, e->id, e->token, e->token_len, NULL, err, 0);
+    add_result(l, e->id, e->token, e->token_len, NULL, err, 0);
     pthread_mutex_lock(&p->mu);
     p->failed++;
     unsigned char token[APNS_TOKEN_MAX];
@@ -663,18 +684,19 @@ static void start_one(pusher_t *p, entry_t *e, int64_t expiration)
     pthread_mutex_unlock(&p->mu);
     OPENSSL_cleanse(token, sizeof token);
     if (r)
-        req_put(p, r);
+        req_put(l, r);
 }
 
-/* Moves due entries into flight, up to the in-flight cap. */
-static void start_due(pusher_t *p)
+/* Moves due entries into flight, up to this lane's share of the cap. */
+static void start_due(lane_t *l)
 {
+    pusher_t *p = l->p;
     entry_t *batch[256];
     for (;;) {
         size_t n = 0;
         int64_t now = now_ms();
         pthread_mutex_lock(&p->mu);
-        while (n < 256 && p->heap_len && p->heap[0]->due <= now && p->in_flight < (size_t)p->o.max_inflight) {
+        while (n < 256 && p->heap_len && p->heap[0]->due <= now && l->active_n + n < l->cap) {
             entry_t *e = heap_pop(p);
             e->in_flight = 1;
             p->in_flight++;
@@ -685,16 +707,17 @@ static void start_due(pusher_t *p)
             return;
         int64_t exp = p->o.expiration_s > 0 ? util_now() + p->o.expiration_s : 0;
         for (size_t i = 0; i < n; i++)
-            start_one(p, batch[i], exp);
+            start_one(l, batch[i], exp);
     }
 }
 
-static void finish_one(pusher_t *p, CURLMsg *m)
+static void finish_one(lane_t *l, CURLMsg *m)
 {
+    pusher_t *p = l->p;
     req_t *r = NULL;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-    curl_multi_remove_handle(p->multi, m->easy_handle);
-    active_remove(p, r);
+    curl_multi_remove_handle(l->multi, m->easy_handle);
+    active_remove(l, r);
     entry_t *e = r->e;
     apns_result_t res;
     long status = 0;
@@ -754,7 +777,7 @@ static void finish_one(pusher_t *p, CURLMsg *m)
         if (++e->attempts < p->o.attempts && !p->stop) {
             final = 0;
             p->retried++;
-            int64_t wait = backoff_ms(p, e->attempts);
+            int64_t wait = backoff_ms(l, e->attempts);
             log_debug("push: %s: %s; retry %d in %lld ms", e->id, res.error, e->attempts, (long long)wait);
             e->in_flight = 0;
             p->in_flight--;
@@ -799,19 +822,20 @@ static void finish_one(pusher_t *p, CURLMsg *m)
         char msg[320];
         if (res.outcome == APNS_RETRY && error)
             snprintf(msg, sizeof msg, "%s (gave up after %d attempts)", error, attempts);
-        add_result(p, id_copy, r->token, r->token_len, r->apns_id, error ? (res.outcome == APNS_RETRY ? msg : error) : NULL,
+        add_result(l, id_copy, r->token, r->token_len, r->apns_id, error ? (res.outcome == APNS_RETRY ? msg : error) : NULL,
                    token_rejected);
     }
-    req_put(p, r);
+    req_put(l, r);
 }
 
 /* ---- the thread ------------------------------------------------------------------------------ */
 
-static int64_t next_due_wait(pusher_t *p, int64_t now)
+static int64_t next_due_wait(lane_t *l, int64_t now)
 {
+    pusher_t *p = l->p;
     int64_t wait = FILE_CHECK_MS;
     pthread_mutex_lock(&p->mu);
-    if (p->heap_len && p->in_flight < (size_t)p->o.max_inflight) {
+    if (p->heap_len && l->active_n < l->cap) {
         int64_t d = p->heap[0]->due - now;
         wait = d < 0 ? 0 : d < wait ? d : wait;
     }
@@ -820,15 +844,17 @@ static int64_t next_due_wait(pusher_t *p, int64_t now)
 }
 
 /* Pushes still queued or in flight when the server stops are recorded as
- * failed, so the API shows why the device was not woken. */
-static void abandon_all(pusher_t *p)
+ * failed, so the API shows why the device was not woken. Runs once, after
+ * every lane has stopped. */
+static void abandon_all(lane_t *l)
 {
+    pusher_t *p = l->p;
     size_t n = 0;
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < p->nbuckets; i++) {
         for (entry_t *e = p->buckets[i], *next; e; e = next) {
             next = e->hnext;
-            add_result(p, e->id, e->token, e->token_len, NULL, "not sent: the server shut down first", 0);
+            add_result(l, e->id, e->token, e->token_len, NULL, "not sent: the server shut down first", 0);
             entry_free(e);
             n++;
         }
@@ -844,60 +870,91 @@ static void abandon_all(pusher_t *p)
 
 static void *push_thread(void *arg)
 {
-    pusher_t *p = arg;
-    char *err = NULL;
-    if (!(p->store = store_open(p->db_url, &err)))
-        log_error("push: cannot open the database, push outcomes will not be recorded: %s", err ? err : "?");
-    free(err);
+    lane_t *l = arg;
+    pusher_t *p = l->p;
     int64_t last_check = now_ms(), stop_at = 0;
     for (;;) {
         pthread_mutex_lock(&p->mu);
         int stop = p->stop;
-        size_t flying = p->in_flight;
         pthread_mutex_unlock(&p->mu);
         int64_t now = now_ms();
         if (stop) {
             if (!stop_at)
                 stop_at = now;
-            if (flying == 0 || now - stop_at >= SHUTDOWN_GRACE_MS)
+            if (l->active_n == 0 || now - stop_at >= SHUTDOWN_GRACE_MS)
                 break;
         } else {
-            if (now - last_check >= FILE_CHECK_MS) {
+            /* One lane watches the certificate files for all. */
+            if (l->index == 0 && now - last_check >= FILE_CHECK_MS) {
                 for (size_t i = 0; i < p->ntopics; i++)
                     topic_check(p, &p->topics[i]);
                 last_check = now;
             }
-            start_due(p);
+            start_due(l);
         }
         int running = 0;
-        curl_multi_perform(p->multi, &running);
+        curl_multi_perform(l->multi, &running);
         CURLMsg *m;
         int left;
-        while ((m = curl_multi_info_read(p->multi, &left)))
+        while ((m = curl_multi_info_read(l->multi, &left)))
             if (m->msg == CURLMSG_DONE)
-                finish_one(p, m);
-        if (p->nresults && (p->nresults >= RESULT_BATCH / 2 || now_ms() - p->first_result_ms >= RESULT_FLUSH_MS))
-            flush_results(p);
-        int64_t wait = stop ? 50 : next_due_wait(p, now_ms());
-        if (p->nresults && wait > RESULT_FLUSH_MS)
+                finish_one(l, m);
+        if (l->nresults && (l->nresults >= RESULT_BATCH / 2 || now_ms() - l->first_result_ms >= RESULT_FLUSH_MS))
+            flush_results(l);
+        int64_t wait = stop ? 50 : next_due_wait(l, now_ms());
+        if (l->nresults && wait > RESULT_FLUSH_MS)
             wait = RESULT_FLUSH_MS;
-        curl_multi_poll(p->multi, NULL, 0, (int)wait, NULL);
+        curl_multi_poll(l->multi, NULL, 0, (int)wait, NULL);
     }
     /* Transfers still running after the grace period. */
-    while (p->active) {
-        req_t *r = p->active;
-        active_remove(p, r);
-        curl_multi_remove_handle(p->multi, r->easy);
+    while (l->active) {
+        req_t *r = l->active;
+        active_remove(l, r);
+        curl_multi_remove_handle(l->multi, r->easy);
         req_destroy(r); /* its entry is still in the map: abandon_all records it */
     }
-    abandon_all(p);
-    flush_results(p);
-    store_close(p->store);
-    p->store = NULL;
+    flush_results(l);
     return NULL;
 }
 
 /* ---- lifecycle and status ------------------------------------------------------------------ */
+
+/* Default lanes: one per CPU beyond the first, at most DEFAULT_MAX_THREADS.
+ * With libcurl 7.88 the push thread is CPU-bound (per request: URL parsing,
+ * HTTP/1-style header assembly, one send() per request, and each
+ * curl_multi_perform() visits every transfer it holds), so lanes are what
+ * scales past ~16,000 pushes/s. */
+#define DEFAULT_MAX_THREADS 2
+#define MAX_THREADS 16
+
+static size_t default_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus >= 2 ? DEFAULT_MAX_THREADS : 1;
+}
+
+static int lane_init(pusher_t *p, lane_t *l, size_t index)
+{
+    l->p = p;
+    l->index = (int)index;
+    l->rng = (unsigned)util_now_us() ^ (unsigned)(index * 2654435761u);
+    /* A lane's share of the in-flight cap, so one lane cannot take it all. */
+    l->cap = ((size_t)p->o.max_inflight + p->nlanes - 1) / p->nlanes;
+    if (!(l->results = calloc(RESULT_BATCH, sizeof *l->results)) || !(l->multi = curl_multi_init()))
+        return -1;
+    curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(l->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)STREAMS_PER_CONNECTION);
+    /* Until a new connection's SETTINGS arrive curl assumes 100 streams per
+     * connection, so a burst would open a connection per 100 pushes. A host
+     * limit makes the burst wait for the few connections instead; curl
+     * closes an idle connection of another topic when one needs room. */
+    curl_multi_setopt(l->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(2 + 2 * p->ntopics));
+    char *err = NULL;
+    if (!(l->store = store_open(p->db_url, &err)))
+        log_error("push: cannot open the database, push outcomes will not be recorded: %s", err ? err : "?");
+    free(err);
+    return 0;
+}
 
 pusher_t *pusher_new(const pusher_opts_t *o)
 {
@@ -913,14 +970,12 @@ pusher_t *pusher_new(const pusher_opts_t *o)
         p->o.timeout_s = 10;
     pthread_mutex_init(&p->mu, NULL);
     p->nbuckets = 1024;
-    p->rng = (unsigned)util_now_us();
     p->base_url = strdup(o->base_url ? o->base_url : APNS_URL_PRODUCTION);
     p->ca_file = o->ca_file ? strdup(o->ca_file) : NULL;
     p->db_url = o->db_url ? strdup(o->db_url) : NULL;
     p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
-    p->results = calloc(RESULT_BATCH, sizeof *p->results);
     p->topics = o->ntopics ? calloc(o->ntopics, sizeof *p->topics) : NULL;
-    if (!p->base_url || (o->ca_file && !p->ca_file) || !p->buckets || !p->results || (o->ntopics && !p->topics))
+    if (!p->base_url || (o->ca_file && !p->ca_file) || !p->buckets || (o->ntopics && !p->topics))
         goto fail;
     /* Trailing slashes would make "//3/device". */
     for (size_t n = strlen(p->base_url); n > 0 && p->base_url[n - 1] == '/'; n--)
@@ -935,30 +990,37 @@ pusher_t *pusher_new(const pusher_opts_t *o)
     }
     if (p->ntopics == 0)
         return p; /* nothing to push with: every push reports it */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(p->multi = curl_multi_init()))
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         goto fail;
-    curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(p->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)STREAMS_PER_CONNECTION);
-    /* Until a new connection's SETTINGS arrive curl assumes 100 streams per
-     * connection, so a burst would open a connection per 100 pushes. A host
-     * limit makes the burst wait for the few connections instead; curl
-     * closes an idle connection of another topic when one needs room. */
-    curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(2 + 2 * p->ntopics));
+    p->curl_inited = 1;
+    size_t want = o->threads > 0 ? (size_t)o->threads : default_threads();
+    if (want > MAX_THREADS)
+        want = MAX_THREADS;
+    if (want > (size_t)p->o.max_inflight)
+        want = (size_t)p->o.max_inflight;
+    if (!(p->lanes = calloc(want, sizeof *p->lanes)))
+        goto fail;
+    p->nlanes = want;
+    for (size_t i = 0; i < p->nlanes; i++)
+        if (lane_init(p, &p->lanes[i], i) != 0)
+            goto fail;
     for (size_t i = 0; i < p->ntopics; i++) {
         topic_check(p, &p->topics[i]);
         if (!p->topics[i].cred.topic && strcmp(p->topics[i].state, "missing") == 0)
             log_warn("push: %s", p->topics[i].error);
     }
-    /* The server's main thread takes the signals; this thread must not. */
+    /* The server's main thread takes the signals; these threads must not. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&p->thread, NULL, push_thread, p);
+    int rc = 0;
+    for (size_t i = 0; i < p->nlanes && rc == 0; i++)
+        if ((rc = pthread_create(&p->lanes[i].thread, NULL, push_thread, &p->lanes[i])) == 0)
+            p->lanes[i].started = 1;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
         goto fail;
-    p->thread_started = 1;
-    log_info("push: APNs provider for %zu topic(s) at %s", p->ntopics, p->base_url);
+    log_info("push: APNs provider for %zu topic(s) at %s, %zu push thread(s)", p->ntopics, p->base_url, p->nlanes);
     return p;
 fail:
     log_error("push: cannot start the APNs provider (out of memory or resources)");
@@ -970,21 +1032,34 @@ void pusher_free(pusher_t *p)
 {
     if (!p)
         return;
-    if (p->thread_started) {
-        pthread_mutex_lock(&p->mu);
-        p->stop = 1;
-        pthread_mutex_unlock(&p->mu);
-        curl_multi_wakeup(p->multi);
-        pthread_join(p->thread, NULL);
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < p->nlanes; i++)
+        if (p->lanes[i].started)
+            curl_multi_wakeup(p->lanes[i].multi);
+    for (size_t i = 0; i < p->nlanes; i++)
+        if (p->lanes[i].started)
+            pthread_join(p->lanes[i].thread, NULL);
+    /* Every lane has stopped: what is left in the map was never answered. */
+    if (p->nlanes && p->lanes[0].results) {
+        abandon_all(&p->lanes[0]);
+        flush_results(&p->lanes[0]);
     }
-    for (req_t *r = p->free_reqs, *next; r; r = next) {
-        next = r->next_free;
-        req_destroy(r);
+    for (size_t i = 0; i < p->nlanes; i++) {
+        lane_t *l = &p->lanes[i];
+        for (req_t *r = l->free_reqs, *next; r; r = next) {
+            next = r->next_free;
+            req_destroy(r);
+        }
+        if (l->multi)
+            curl_multi_cleanup(l->multi);
+        store_close(l->store);
+        free(l->results);
     }
-    if (p->multi) {
-        curl_multi_cleanup(p->multi);
+    free(p->lanes);
+    if (p->curl_inited)
         curl_global_cleanup();
-    }
     for (size_t i = 0; p->buckets && i < p->nbuckets; i++)
         for (entry_t *e = p->buckets[i], *next; e; e = next) {
             next = e->hnext;
@@ -998,7 +1073,6 @@ void pusher_free(pusher_t *p)
     free(p->topics);
     free(p->buckets);
     free(p->heap);
-    free(p->results);
     free(p->base_url);
     free(p->ca_file);
     free(p->db_url);

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "http_server.h"
 #include "identity.h"
+#include "inactivity.h"
 #include "log.h"
 #include "pki.h"
 #include "push.h"
@@ -225,6 +226,7 @@ static pusher_t *start_pusher(const config_t *cfg)
         .coalesce_ms = cfg->push_coalesce_ms,
         .timeout_s = cfg->push_timeout,
         .attempts = cfg->push_attempts,
+        .threads = cfg->push_threads,
     };
     p = pusher_new(&o);
 out:
@@ -252,6 +254,7 @@ int serve_main(int argc, char **argv)
     store_t *store = NULL;
     identity_verifier_t *verifier = NULL;
     pusher_t *pusher = NULL;
+    inactivity_t *sweep = NULL;
     SSL_CTX *ssl_ctx = NULL;
 
     if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
@@ -288,6 +291,11 @@ int serve_main(int argc, char **argv)
         log_warn("plain HTTP without --client-cert-header: devices can only identify with Mdm-Signature");
     if (!(pusher = start_pusher(&cfg)))
         goto out;
+    inactivity_opts_t io = {.db_url = cfg.db,
+                            .pusher = pusher,
+                            .repush_after_s = cfg.repush_after,
+                            .inactive_after_s = cfg.inactive_after};
+    sweep = inactivity_start(&io);
 
     app.cfg = &cfg;
     app.verifier = verifier;
@@ -307,6 +315,7 @@ out:
         free(enroll_secret);
     }
     unload_enrollment(&app);
+    inactivity_stop(sweep); /* before the pusher it pushes through */
     pusher_free(pusher);
     SSL_CTX_free(ssl_ctx);
     identity_verifier_free(verifier);

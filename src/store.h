@@ -66,6 +66,14 @@ typedef struct {
     char *last_push_id;
     char *last_push_error;
     int push_token_invalid;
+    /* Inactive devices (schema 4). silent_since: when the enrollment was
+     * flagged inactive for not being heard from (inactive_mark), 0 if not
+     * flagged; a flag, not a state: the device stays enrolled and the flag
+     * clears the next time it is heard from (touch, authenticate,
+     * token_update, checkout). last_repush_at: the latest re-push of a
+     * silent enrollment (repush_claim). */
+    int64_t silent_since;
+    int64_t last_repush_at;
 } enrollment_t;
 
 /* TokenUpdate content. */
@@ -116,6 +124,7 @@ typedef struct {
     const char *serial; /* NULL = any */
     const char *after;  /* keyset paging: ids greater than this; NULL = from start */
     int limit;          /* 1..1000 */
+    int silent;         /* 0 = any; 1 = only flagged inactive (silent_since set); -1 = only not flagged */
 } enrollment_filter_t;
 
 typedef struct {
@@ -250,6 +259,36 @@ struct store_ops {
      * event; other failures write a "push_failed" event. Unknown ids are
      * skipped (the enrollment may have been removed meanwhile). */
     int (*push_results_record)(store_t *s, const push_result_t *r, size_t n);
+
+    /* Inactive devices (schema 4): the periodic sweep's operations.
+     *
+     * repush_claim: in one transaction, takes up to `limit` (1..1000)
+     * active enrollments that have a push token not marked invalid, were
+     * last heard from before `seen_before` and were not re-pushed since then
+     * either (last_repush_at < seen_before: so at most once per interval),
+     * oldest last_seen_at first; sets their last_repush_at = now and hands
+     * each to cb (during the transaction: cb must not use this handle).
+     * *claimed = how many. Call again while *claimed == limit.
+     *
+     * inactive_mark: flags active enrollments last heard from before
+     * `seen_before` and not flagged yet (silent_since = now) and writes a
+     * "marked_inactive" event for each ({"last_seen_at": ...}), in one
+     * transaction. *marked = how many. */
+    int (*repush_claim)(store_t *s, int64_t seen_before, int64_t now, int limit, enrollment_cb cb, void *ctx,
+                        int *claimed);
+    int (*inactive_mark)(store_t *s, int64_t seen_before, int64_t now, int *marked);
+
+    /* Leases: a named lock with an expiry, so that of several orchard
+     * instances on one database only one does a periodic job (e.g. the
+     * inactivity sweep), and another takes over when the holder dies.
+     * lease_acquire: STORE_OK when `holder` holds `name` until now + ttl
+     * afterwards (it was free, expired, or already this holder's: renewed);
+     * STORE_CONFLICT while another holder's lease has not expired (expiry is
+     * compared with `now`, so holders need roughly synchronised clocks).
+     * lease_release: ends holder's lease early; STORE_NOTFOUND if holder
+     * does not hold it. Both are durable when they return. */
+    int (*lease_acquire)(store_t *s, const char *name, const char *holder, int64_t ttl, int64_t now);
+    int (*lease_release)(store_t *s, const char *name, const char *holder);
 };
 
 struct store {

@@ -167,6 +167,21 @@ static const char *const migrations[] = {
     "ALTER TABLE enrollments ADD COLUMN last_push_id TEXT;"
     "ALTER TABLE enrollments ADD COLUMN last_push_error TEXT;"
     "ALTER TABLE enrollments ADD COLUMN push_token_invalid INTEGER NOT NULL DEFAULT 0;",
+
+    /* 4: inactive devices and leases. silent_since flags an active
+     * enrollment not heard from for --inactive-after (0 = not flagged);
+     * last_repush_at limits re-pushes of silent enrollments to one per
+     * --repush-after. The sweep's queries are range scans on
+     * (state, last_seen_at). leases: one row per named periodic job, held by
+     * one instance until expires_at. */
+    "ALTER TABLE enrollments ADD COLUMN silent_since INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE enrollments ADD COLUMN last_repush_at INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX enrollments_by_seen ON enrollments (state, last_seen_at);"
+    "CREATE TABLE leases ("
+    "  name       TEXT PRIMARY KEY NOT NULL,"
+    "  holder     TEXT NOT NULL,"
+    "  expires_at INTEGER NOT NULL"
+    ");",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -180,12 +195,7 @@ static const char *const migrations[] = {
 
 /* ---- statements ---------------------------------------------------------- */
 
-#define ENR_COLUMNS                                                                                      \
-    "id, device_id, udid, channel, topic, serial_number, model, model_name, product_name, os_version, " \
-    "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
-    "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
-    "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
-    "push_token_invalid"
+#define ENR_COLUMNS SQ_ENR_COLUMNS
 
 #define TARGET_COLUMNS                                                                                   \
     "c.uuid, t.enrollment_id, c.request_type, t.status, t.result, t.error_chain, t.queued_at, "          \
@@ -266,7 +276,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
         "  cert_sha256 = COALESCE(excluded.cert_sha256, cert_sha256),"
         "  state = CASE WHEN state = 'inactive' THEN 'authenticated' ELSE state END,"
         "  updated_at = excluded.updated_at,"
-        "  last_seen_at = excluded.last_seen_at,"
+        "  last_seen_at = excluded.last_seen_at, silent_since = 0,"
         "  authenticated_at = excluded.authenticated_at",
     /* Re-enrollment cancels what is still pending for the device channel and
      * its user channels: they were queued for the previous enrollment. The
@@ -294,7 +304,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
                         "  push_magic = COALESCE(?4, push_magic),"
                         "  unlock_token = COALESCE(?5, unlock_token),"
                         "  state = 'active', token_updated_at = ?6, updated_at = ?6, last_seen_at = ?6,"
-                        "  push_token_invalid = 0"
+                        "  push_token_invalid = 0, silent_since = 0"
                         " WHERE id = ?1",
     /* A user channel inherits the UDID and certificate binding of its device
      * channel; the SELECT yields no row (nothing inserted) when that device
@@ -319,7 +329,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
         "  push_magic = COALESCE(?8, push_magic),"
         "  unlock_token = COALESCE(?9, unlock_token),"
         "  state = 'active', updated_at = ?10, last_seen_at = ?10, token_updated_at = ?10,"
-        "  push_token_invalid = 0"
+        "  push_token_invalid = 0, silent_since = 0"
         " WHERE channel = 'user'",
     /* Never the token, unlock token or push magic: they are secrets. */
     [ST_TOKEN_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
@@ -329,11 +339,12 @@ static const char *const stmt_sql[ST_COUNT_] = {
     /* id = device_id covers the device row and its user channels; id = ?1
      * also lets a lone user channel be checked out by its own id. */
     [ST_CHECKOUT] = "UPDATE enrollments SET state = 'inactive', checked_out_at = ?2, updated_at = ?2,"
-                    "  last_seen_at = ?2"
+                    "  last_seen_at = ?2, silent_since = 0"
                     " WHERE id = ?1 OR device_id = ?1",
     [ST_CHECKOUT_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
                           " VALUES (?1, ?2, 'checkout', json_object('enrollments', ?3))",
-    [ST_TOUCH] = "UPDATE enrollments SET last_seen_at = ?2 WHERE id = ?1",
+    /* Heard from: no longer silent. */
+    [ST_TOUCH] = "UPDATE enrollments SET last_seen_at = ?2, silent_since = 0 WHERE id = ?1",
     [ST_COUNT_ALL] = "SELECT count(*) FROM enrollments",
     [ST_COUNT_STATE] = "SELECT count(*) FROM enrollments WHERE state = ?1",
 
@@ -404,7 +415,9 @@ enum {
     LIST_BY_MODEL = 2,
     LIST_BY_SERIAL = 4,
     LIST_AFTER = 8,
-    LIST_VARIANTS = 16
+    LIST_SILENT = 16,
+    LIST_NOT_SILENT = 32,
+    LIST_VARIANTS = 64
 };
 
 struct sq_store {
@@ -414,6 +427,7 @@ struct sq_store {
     sqlite3_stmt *list_stmts[LIST_VARIANTS];
     sqlite3_stmt *enroll_stmts[SQ_ENROLL_STMTS]; /* store_sqlite_enroll.c */
     sqlite3_stmt *push_stmts[SQ_PUSH_STMTS];     /* store_sqlite_push.c */
+    sqlite3_stmt *inactive_stmts[SQ_INACTIVE_STMTS]; /* store_sqlite_inactive.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
     char err[512];
@@ -618,6 +632,11 @@ sqlite3_stmt *sq_push_stmt(sq_store *s, int id, const char *sql)
     return prepare_cached(s, &s->push_stmts[id], sql);
 }
 
+sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->inactive_stmts[id], sql);
+}
+
 void sq_stmt_release(sqlite3_stmt *st)
 {
     stmt_release(st);
@@ -720,11 +739,18 @@ static int read_enrollment(sqlite3_stmt *st, enrollment_t *e)
     bad |= col_text(st, 29, &e->last_push_id);
     bad |= col_text(st, 30, &e->last_push_error);
     e->push_token_invalid = sqlite3_column_int(st, 31) != 0;
+    e->silent_since = sqlite3_column_int64(st, 32);
+    e->last_repush_at = sqlite3_column_int64(st, 33);
     if (bad) {
         enrollment_free(e);
         return -1;
     }
     return 0;
+}
+
+int sq_read_enrollment(sqlite3_stmt *st, enrollment_t *e)
+{
+    return read_enrollment(st, e);
 }
 
 static int read_command(sqlite3_stmt *st, command_t *c)
@@ -1060,10 +1086,11 @@ static sqlite3_stmt *list_stmt(sq_store *s, unsigned variant)
     if (s->list_stmts[variant])
         return s->list_stmts[variant];
     char sql[1024];
-    snprintf(sql, sizeof sql, "SELECT " ENR_COLUMNS " FROM enrollments WHERE 1%s%s%s%s ORDER BY id LIMIT ?5",
+    snprintf(sql, sizeof sql, "SELECT " ENR_COLUMNS " FROM enrollments WHERE 1%s%s%s%s%s ORDER BY id LIMIT ?5",
              variant & LIST_BY_STATE ? " AND state = ?1" : "",
              variant & LIST_BY_MODEL ? " AND (model = ?2 OR product_name = ?2)" : "",
-             variant & LIST_BY_SERIAL ? " AND serial_number = ?3" : "", variant & LIST_AFTER ? " AND id > ?4" : "");
+             variant & LIST_BY_SERIAL ? " AND serial_number = ?3" : "", variant & LIST_AFTER ? " AND id > ?4" : "",
+             variant & LIST_SILENT ? " AND silent_since > 0" : variant & LIST_NOT_SILENT ? " AND silent_since = 0" : "");
     return prepare_cached(s, &s->list_stmts[variant], sql);
 }
 
@@ -1072,7 +1099,8 @@ static int sq_enrollment_list(store_t *base, const enrollment_filter_t *f, enrol
     sq_store *s = sq(base);
     REQUIRE_ARG(s, f);
     unsigned variant = (f->state ? LIST_BY_STATE : 0) | (f->model ? LIST_BY_MODEL : 0) |
-                       (f->serial ? LIST_BY_SERIAL : 0) | (f->after ? LIST_AFTER : 0);
+                       (f->serial ? LIST_BY_SERIAL : 0) | (f->after ? LIST_AFTER : 0) |
+                       (f->silent > 0 ? LIST_SILENT : f->silent < 0 ? LIST_NOT_SILENT : 0);
     sqlite3_stmt *st = list_stmt(s, variant);
     if (!st)
         return STORE_ERR;
@@ -1475,6 +1503,8 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->enroll_stmts[i]);
     for (int i = 0; i < SQ_PUSH_STMTS; i++)
         sqlite3_finalize(s->push_stmts[i]);
+    for (int i = 0; i < SQ_INACTIVE_STMTS; i++)
+        sqlite3_finalize(s->inactive_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
     gate_release(s);
@@ -1513,6 +1543,10 @@ static const struct store_ops sqlite_ops = {
     .command_cancel = sq_command_cancel,
     .event_add = sq_event_add,
     .event_list = sq_event_list,
+    .repush_claim = sq_repush_claim,
+    .inactive_mark = sq_inactive_mark,
+    .lease_acquire = sq_lease_acquire,
+    .lease_release = sq_lease_release,
 };
 
 /* Runs a PRAGMA that returns one row and copies its first column as text.

@@ -10,6 +10,15 @@
 
 #define SQ_ENROLL_STMTS 16
 #define SQ_PUSH_STMTS 4
+#define SQ_INACTIVE_STMTS 8
+
+/* The enrollments columns read_enrollment decodes, in order. */
+#define SQ_ENR_COLUMNS                                                                                   \
+    "id, device_id, udid, channel, topic, serial_number, model, model_name, product_name, os_version, " \
+    "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
+    "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
+    "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
+    "push_token_invalid, silent_since, last_repush_at"
 
 typedef struct sq_store sq_store;
 
@@ -25,6 +34,10 @@ int sq_fail_arg(sq_store *s, const char *what);
 sqlite3_stmt *sq_enroll_stmt(sq_store *s, int id, const char *sql);
 /* Statement `id` of store_sqlite_push.c, prepared once per handle. */
 sqlite3_stmt *sq_push_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_inactive.c, prepared once per handle. */
+sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql);
+/* Decodes a row of SQ_ENR_COLUMNS; -1 only when out of memory. */
+int sq_read_enrollment(sqlite3_stmt *st, enrollment_t *e);
 void sq_stmt_release(sqlite3_stmt *st);
 
 /* Write transactions: gate, BEGIN IMMEDIATE, COMMIT + group fsync. */
@@ -47,5 +60,12 @@ int sq_device_allowed(store_t *s, const char *udid, const char *serial);
 
 /* Push outcomes (store_sqlite_push.c). */
 int sq_push_results_record(store_t *s, const push_result_t *r, size_t n);
+
+/* Inactive devices and leases (store_sqlite_inactive.c). */
+int sq_repush_claim(store_t *s, int64_t seen_before, int64_t now, int limit, enrollment_cb cb, void *ctx,
+                    int *claimed);
+int sq_inactive_mark(store_t *s, int64_t seen_before, int64_t now, int *marked);
+int sq_lease_acquire(store_t *s, const char *name, const char *holder, int64_t ttl, int64_t now);
+int sq_lease_release(store_t *s, const char *name, const char *holder);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "devsim.h"
 #include "mockapns.h"
+#include "push.h"
 #include "testpki.h"
 #include "testserver.h"
 #include "util.h"
@@ -124,7 +125,9 @@ static int start_server(testserver_t *s, const char *cert, const char *key)
 {
     const char *args[] = {"--push-cert", cert, "--push-key", key, "--apns-url", mockapns_url(mock), "--apns-ca",
                           mockapns_server_ca(mock), "--push-coalesce-ms", "300", "--push-timeout", "2",
-                          "--push-attempts", "3", NULL};
+                          "--push-attempts", "3",
+                          /* One lane: the tests assert multiplexing on one connection. */
+                          "--push-threads", "1", NULL};
     return testserver_start(s, args);
 }
 
@@ -545,10 +548,175 @@ static void test_untrusted_certificate(void **state)
     assert_int_equal(testserver_stop(&s2), 0);
 }
 
+/* Regression: thousands of pushes in a burst stay on one connection with no
+ * retry and exactly one request each. libcurl 7.88 sends RST_STREAM after
+ * every finished stream; the mock's nghttp2 used to count those as a
+ * "rapid reset" attack and send GOAWAY INTERNAL_ERROR about every 1000
+ * pushes (refused streams, retries, duplicates). Drives the provider
+ * directly (no devices needed: outcomes for unknown ids are skipped). */
+#define BURST 2500
+
+static void test_burst_one_connection(void **state)
+{
+    (void)state;
+    mockapns_reset(mock);
+    char db[160];
+    snprintf(db, sizeof db, "sqlite:%s/burst.db", dir);
+    const char *certs[] = {cert_path}, *keys[] = {key_path};
+    pusher_opts_t o = {.db_url = db,
+                       .cert_paths = certs,
+                       .key_paths = keys,
+                       .ntopics = 1,
+                       .base_url = mockapns_url(mock),
+                       .ca_file = mockapns_server_ca(mock),
+                       .expiration_s = 60,
+                       .timeout_s = 10,
+                       .attempts = 3,
+                       .threads = 1};
+    pusher_t *p = pusher_new(&o);
+    assert_non_null(p);
+    enrollment_t e;
+    memset(&e, 0, sizeof e);
+    unsigned char token[32];
+    char id[32];
+    e.id = id;
+    e.topic = TOPIC;
+    e.push_token = token;
+    e.push_token_len = sizeof token;
+    e.push_magic = "MAGIC-BURST";
+    /* One push first: once the connection's SETTINGS (1000 streams) are
+     * known, the whole burst shares it (before that, curl opens up to its
+     * host limit of connections). */
+    char err[256];
+    snprintf(id, sizeof id, "BURST-WARMUP");
+    memset(token, 0xee, sizeof token);
+    assert_int_equal(pusher_push(p, &e, err, sizeof err), 0);
+    assert_int_equal(mockapns_wait(mock, 1, 10000), 0);
+    for (int i = 0; i < BURST; i++) {
+        snprintf(id, sizeof id, "BURST-%05d", i);
+        for (int k = 0; k < 32; k++)
+            token[k] = (unsigned char)(i >> (k % 2 * 8)) ^ (unsigned char)k;
+        assert_int_equal(pusher_push(p, &e, err, sizeof err), 0);
+    }
+    pusher_stats_t st;
+    for (int i = 0; i < 600; i++) {
+        pusher_stats(p, &st);
+        if (st.accepted + st.failed >= BURST + 1)
+            break;
+        sleep_ms(50);
+    }
+    assert_int_equal(st.accepted, BURST + 1);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(st.retried, 0);
+    assert_int_equal(mockapns_count(mock), BURST + 1);
+    assert_int_equal(mockapns_connections(mock), 1);
+    pusher_free(p);
+}
+
+/* Whether GET /v1/devices?silent=... lists this id. */
+static int listed(testserver_t *s, const char *silent, const char *id)
+{
+    char *path = util_strdup_printf("/v1/devices?silent=%s&limit=1000", silent);
+    json_t *j = NULL;
+    long st = testserver_api(s, "", "GET", path, NULL, 0, &j);
+    free(path);
+    int found = 0;
+    json_t *devs = json_object_get(j, "devices");
+    for (size_t i = 0; st == 200 && i < json_array_size(devs); i++)
+        found |= strcmp(json_string_value(json_object_get(json_array_get(devs, i), "id")), id) == 0;
+    json_decref(j);
+    return found;
+}
+
+/* Inactive devices (issue item 5): with intervals in seconds, a device that
+ * stays silent is pushed again after --repush-after (at most once per
+ * interval), flagged inactive after --inactive-after (filter, event), and
+ * un-flagged when it polls again; the server still stops cleanly. */
+static void test_inactive_sweep(void **state)
+{
+    (void)state;
+    mockapns_reset(mock);
+    const char *args[] = {"--push-cert", cert_path, "--push-key", key_path, "--apns-url", mockapns_url(mock),
+                          "--apns-ca", mockapns_server_ca(mock), "--push-coalesce-ms", "0", "--push-threads", "1",
+                          "--repush-after", "2s", "--inactive-after", "4s", NULL};
+    testserver_t s3;
+    assert_int_equal(testserver_start(&s3, args), 0);
+    const char *udid = "PUSH-SILENT";
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    assert_int_equal(testserver_device_identity(&s3, udid, &key, &cert), 0);
+    devsim_t *d = devsim_new(s3.base_url, s3.ca_path, udid, key, cert, DEVSIM_AUTH_MTLS);
+    assert_non_null(d);
+    unsigned char token[32];
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        token[i] = (unsigned char)(0xa0 + i);
+    util_hex(token, 32, hex);
+    assert_int_equal(devsim_authenticate(d), 200);
+    int64_t t0 = util_now();
+    assert_int_equal(devsim_token_update_with(d, token, 32, "MAGIC-SILENT"), 200);
+
+    /* Re-pushed once silent for 2 s, not before. */
+    assert_int_equal(mockapns_wait(mock, 1, 15000), 0);
+    int64_t first = util_now();
+    assert_true(first - t0 >= 2);
+    assert_int_equal(mockapns_count_token(mock, hex), 1);
+    mockapns_req_t r;
+    assert_int_equal(mockapns_get(mock, 0, &r), 0);
+    assert_string_equal(r.body, "{\"mdm\":\"MAGIC-SILENT\"}");
+    assert_string_equal(r.topic, TOPIC);
+
+    /* Flagged inactive after 4 s: filter, fields, event. */
+    int flagged = 0;
+    for (int i = 0; i < 150 && !flagged; i++) {
+        flagged = listed(&s3, "1", udid);
+        if (!flagged)
+            sleep_ms(100);
+    }
+    assert_true(flagged);
+    assert_true(util_now() - t0 >= 4);
+    assert_false(listed(&s3, "0", udid));
+    json_t *j = NULL;
+    assert_int_equal(testserver_api(&s3, "", "GET", "/v1/devices/PUSH-SILENT", NULL, 0, &j), 200);
+    assert_true(json_is_true(json_object_get(j, "silent")));
+    assert_non_null(json_string_value(json_object_get(j, "silent_since")));
+    assert_non_null(json_string_value(json_object_get(j, "last_repush_at")));
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "active");
+    json_decref(j);
+    assert_int_equal(testserver_api(&s3, "", "GET", "/v1/devices/PUSH-SILENT/events", NULL, 0, &j), 200);
+    char *dump = json_dumps(j, 0);
+    assert_non_null(strstr(dump, "marked_inactive"));
+    free(dump);
+    json_decref(j);
+    assert_int_equal(testserver_api(&s3, "", "GET", "/v1/devices?silent=yes", NULL, 0, NULL), 400);
+
+    /* At most one re-push per 2 s interval while silent. */
+    int64_t elapsed = util_now() - first;
+    size_t pushes = mockapns_count_token(mock, hex);
+    assert_true(pushes >= 1 && pushes <= (size_t)(elapsed / 2 + 1));
+
+    /* The device polls: heard from, no longer flagged. */
+    devsim_reply_t reply;
+    assert_int_equal(devsim_idle(d, &reply), 0);
+    assert_int_equal(reply.status, 200);
+    devsim_reply_free(&reply);
+    assert_false(listed(&s3, "1", udid));
+    assert_true(listed(&s3, "0", udid));
+    assert_true(testserver_log_contains(&s3, "pushed again"));
+    assert_true(testserver_log_contains(&s3, "flagged inactive"));
+    assert_false(testserver_log_contains(&s3, "MAGIC-SILENT"));
+
+    devsim_free(d);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    assert_int_equal(testserver_stop(&s3), 0); /* SIGTERM mid-sweep-wait: clean exit, no leaks */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fanout),
+        cmocka_unit_test(test_burst_one_connection),
         cmocka_unit_test(test_coalescing),
         cmocka_unit_test(test_unregistered),
         cmocka_unit_test(test_bad_device_token),
@@ -560,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_expired_certificate),
         cmocka_unit_test(test_untrusted_certificate),
         cmocka_unit_test(test_forbidden_then_rotation),
+        cmocka_unit_test(test_inactive_sweep),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

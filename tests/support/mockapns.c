@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ typedef struct conn {
     int handshaken;
     int closing;   /* flush what is queued, then close */
     int kill;      /* close now */
+    int draining;  /* handshake refused: alert sent, discarding input until EOF */
+    time_t drain_until;
     int id;
     char uid[256];
     unsigned char *out;
@@ -57,6 +60,7 @@ typedef struct conn {
 
 struct mockapns {
     int lfd, port;
+    int debug; /* MOCKAPNS_DEBUG set: say on stderr why connections end */
     char url[64];
     char server_pem[300];
     SSL_CTX *ctx;
@@ -315,11 +319,24 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
     return 0;
 }
 
+/* Diagnostics for MOCKAPNS_DEBUG=1 only (off by default). */
+__attribute__((format(printf, 2, 3))) static void debugf(const conn_t *c, const char *fmt, ...)
+{
+    if (!c->m->debug)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mockapns: conn %d: ", c->id);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     conn_t *c = ud;
-    if (f->hd.type == NGHTTP2_GOAWAY && getenv("MOCKAPNS_DEBUG"))
-        fprintf(stderr, "mockapns: conn %d: got GOAWAY %s\n", c->id, nghttp2_http2_strerror(f->goaway.error_code));
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        debugf(c, "got GOAWAY %s", nghttp2_http2_strerror(f->goaway.error_code));
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         stream_t *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
         if (st)
@@ -328,13 +345,13 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
-/* Why a session ends, when MOCKAPNS_DEBUG is set. */
+/* Why a session ends. */
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     (void)s;
     conn_t *c = ud;
-    if (f->hd.type == NGHTTP2_GOAWAY && getenv("MOCKAPNS_DEBUG"))
-        fprintf(stderr, "mockapns: conn %d: sent GOAWAY %s\n", c->id, nghttp2_http2_strerror(f->goaway.error_code));
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        debugf(c, "sent GOAWAY %s", nghttp2_http2_strerror(f->goaway.error_code));
     return 0;
 }
 
@@ -396,8 +413,7 @@ static void conn_flush(conn_t *c)
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(c->h2, &data);
             if (n < 0) {
-                if (getenv("MOCKAPNS_DEBUG"))
-                    fprintf(stderr, "mockapns: conn %d: send: %s\n", c->id, nghttp2_strerror((int)n));
+                debugf(c, "send: %s", nghttp2_strerror((int)n));
                 c->kill = 1;
                 return;
             }
@@ -429,16 +445,31 @@ static void conn_flush(conn_t *c)
 static int session_start(conn_t *c)
 {
     nghttp2_session_callbacks *cb;
-    if (nghttp2_session_callbacks_new(&cb) != 0)
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0)
         return -1;
+    /* nghttp2's rapid-reset guard (CVE-2023-44487, in Debian's 1.52.0 by
+     * backport) counts every RST_STREAM a client sends, even for a stream
+     * that is already closed, and answers GOAWAY INTERNAL_ERROR once a
+     * bucket of 1000 (refilled at 33/s) is spent. libcurl 7.88 sends
+     * RST_STREAM(STREAM_CLOSED) after *every* completed stream, so a
+     * provider pushing thousands per second had its connection torn down
+     * every ~1000 pushes: refused streams, retries and duplicate pushes that
+     * h2load (which never resets) did not see. The mock counts no resets. */
+    nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, UINT64_MAX);
+    if (nghttp2_session_callbacks_new(&cb) != 0) {
+        nghttp2_option_del(opt);
+        return -1;
+    }
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
-    int rc = nghttp2_session_server_new(&c->h2, cb, c);
+    int rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
     if (rc != 0)
         return -1;
     /* What APNs advertises: up to 1000 concurrent streams. */
@@ -465,12 +496,32 @@ static void peer_uid(conn_t *c)
 
 static void conn_io(mockapns_t *m, conn_t *c)
 {
+    if (c->draining) {
+        char junk[4096];
+        ssize_t n;
+        while ((n = recv(c->fd, junk, sizeof junk, 0)) > 0)
+            ;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            c->kill = 1;
+        return;
+    }
     if (!c->handshaken) {
         int rc = SSL_accept(c->ssl);
         if (rc != 1) {
             int e = SSL_get_error(c->ssl, rc);
-            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            if (e == SSL_ERROR_SSL) {
+                /* A refused client certificate. With TLS 1.3 the client has
+                 * already sent its request: closing with that unread would
+                 * reset the connection and the client could lose the alert
+                 * (it saw "connection reset" instead of "unknown ca", at
+                 * random). Half-close after the alert and drain instead. */
+                debugf(c, "handshake refused");
+                shutdown(c->fd, SHUT_WR);
+                c->draining = 1;
+                c->drain_until = time(NULL) + 2;
+            } else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
                 c->kill = 1;
+            }
             ERR_clear_error();
             return;
         }
@@ -490,8 +541,8 @@ static void conn_io(mockapns_t *m, conn_t *c)
         if (n <= 0) {
             int e = SSL_get_error(c->ssl, n);
             if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                if (getenv("MOCKAPNS_DEBUG"))
-                    fprintf(stderr, "mockapns: conn %d: read error %d\n", c->id, e);
+                if (e != SSL_ERROR_ZERO_RETURN)
+                    debugf(c, "read error %d", e);
                 c->kill = 1; /* peer closed or TLS error */
             }
             ERR_clear_error();
@@ -501,8 +552,7 @@ static void conn_io(mockapns_t *m, conn_t *c)
             continue;
         ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
         if (rv < 0) {
-            if (getenv("MOCKAPNS_DEBUG"))
-                fprintf(stderr, "mockapns: conn %d: %s\n", c->id, nghttp2_strerror((int)rv));
+            debugf(c, "%s", nghttp2_strerror((int)rv));
             c->kill = 1;
             return;
         }
@@ -513,8 +563,7 @@ static void conn_io(mockapns_t *m, conn_t *c)
         conn_flush(c);
     if (c->h2 && !c->closing && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
         c->out_len == 0) {
-        if (getenv("MOCKAPNS_DEBUG"))
-            fprintf(stderr, "mockapns: conn %d: session done\n", c->id);
+        debugf(c, "session done");
         c->kill = 1;
     }
 }
@@ -574,8 +623,9 @@ static void *serve(void *arg)
         for (int i = 1; i < n; i++)
             if (pfd[i].revents)
                 conn_io(m, who[i]);
+        time_t now = time(NULL);
         for (int i = 0; i < MAX_CONNS; i++)
-            if (m->conns[i] && m->conns[i]->kill) {
+            if (m->conns[i] && (m->conns[i]->kill || (m->conns[i]->draining && now > m->conns[i]->drain_until))) {
                 conn_free(m->conns[i]);
                 m->conns[i] = NULL;
             }
@@ -594,6 +644,8 @@ mockapns_t *mockapns_start(const char *dir, const char *client_ca_path)
     pthread_cond_init(&m->cv, NULL);
     m->recording = 1;
     m->dflt = MOCKAPNS_OK;
+    const char *dbg = getenv("MOCKAPNS_DEBUG");
+    m->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
     m->lfd = -1;
     snprintf(m->server_pem, sizeof m->server_pem, "%s/mockapns-server.pem", dir);
     if (!(m->ctx = SSL_CTX_new(TLS_server_method())) || server_identity(m->ctx, m->server_pem) != 0)

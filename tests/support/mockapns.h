@@ -4,7 +4,9 @@
  * inside the test process. It records every request (path, APNs headers,
  * body, the client certificate's subject UID, which connection) and answers
  * as scripted: 200, the APNs errors, garbage, a dropped connection, or
- * nothing at all (a stall). */
+ * nothing at all (a stall). MOCKAPNS_DEBUG=1 in the environment prints why
+ * connections end (GOAWAY, TLS and session errors) on stderr; off by
+ * default. */
 #ifndef ORCHARD_MOCKAPNS_H
 #define ORCHARD_MOCKAPNS_H
 
