@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api_json.h"
 #include "app.h"
 #include "log.h"
 #include "mdm_message.h"
@@ -21,23 +22,6 @@
 #define MAX_TARGETS 10000
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static json_t *json_time(int64_t t)
-{
-    if (t <= 0)
-        return json_null();
-    time_t tt = (time_t)t;
-    struct tm tm;
-    char buf[32];
-    if (!gmtime_r(&tt, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return json_null();
-    return json_string(buf);
-}
-
-static json_t *json_str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
 
 static int authorized(const app_t *app, const http_request_t *req)
 {
@@ -268,44 +252,44 @@ static json_t *enrollment_json(const enrollment_t *e)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(e->id));
-    json_object_set_new(o, "device_id", json_str_or_null(e->device_id));
-    json_object_set_new(o, "udid", json_str_or_null(e->udid));
-    json_object_set_new(o, "channel", json_str_or_null(e->channel));
-    json_object_set_new(o, "state", json_str_or_null(e->state));
-    json_object_set_new(o, "topic", json_str_or_null(e->topic));
-    json_object_set_new(o, "serial_number", json_str_or_null(e->serial_number));
-    json_object_set_new(o, "model", json_str_or_null(e->model));
-    json_object_set_new(o, "model_name", json_str_or_null(e->model_name));
-    json_object_set_new(o, "product_name", json_str_or_null(e->product_name));
-    json_object_set_new(o, "os_version", json_str_or_null(e->os_version));
-    json_object_set_new(o, "build_version", json_str_or_null(e->build_version));
-    json_object_set_new(o, "device_name", json_str_or_null(e->device_name));
-    json_object_set_new(o, "imei", json_str_or_null(e->imei));
-    json_object_set_new(o, "meid", json_str_or_null(e->meid));
+    json_object_set_new(o, "device_id", api_json_string(e->device_id));
+    json_object_set_new(o, "udid", api_json_string(e->udid));
+    json_object_set_new(o, "channel", api_json_string(e->channel));
+    json_object_set_new(o, "state", api_json_string(e->state));
+    json_object_set_new(o, "topic", api_json_string(e->topic));
+    json_object_set_new(o, "serial_number", api_json_string(e->serial_number));
+    json_object_set_new(o, "model", api_json_string(e->model));
+    json_object_set_new(o, "model_name", api_json_string(e->model_name));
+    json_object_set_new(o, "product_name", api_json_string(e->product_name));
+    json_object_set_new(o, "os_version", api_json_string(e->os_version));
+    json_object_set_new(o, "build_version", api_json_string(e->build_version));
+    json_object_set_new(o, "device_name", api_json_string(e->device_name));
+    json_object_set_new(o, "imei", api_json_string(e->imei));
+    json_object_set_new(o, "meid", api_json_string(e->meid));
     if (e->user_id || e->user_short_name) {
-        json_object_set_new(o, "user_id", json_str_or_null(e->user_id));
-        json_object_set_new(o, "user_short_name", json_str_or_null(e->user_short_name));
-        json_object_set_new(o, "user_long_name", json_str_or_null(e->user_long_name));
+        json_object_set_new(o, "user_id", api_json_string(e->user_id));
+        json_object_set_new(o, "user_short_name", api_json_string(e->user_short_name));
+        json_object_set_new(o, "user_long_name", api_json_string(e->user_long_name));
     }
-    json_object_set_new(o, "cert_sha256", json_str_or_null(e->cert_sha256));
+    json_object_set_new(o, "cert_sha256", api_json_string(e->cert_sha256));
     /* Push token, PushMagic and UnlockToken are secrets: presence only. */
     json_object_set_new(o, "push_token_present", json_boolean(e->push_token_len > 0));
     json_object_set_new(o, "unlock_token_present", json_boolean(e->unlock_token_len > 0));
-    json_object_set_new(o, "created_at", json_time(e->created_at));
-    json_object_set_new(o, "updated_at", json_time(e->updated_at));
-    json_object_set_new(o, "last_seen_at", json_time(e->last_seen_at));
-    json_object_set_new(o, "authenticated_at", json_time(e->authenticated_at));
-    json_object_set_new(o, "token_updated_at", json_time(e->token_updated_at));
-    json_object_set_new(o, "checked_out_at", json_time(e->checked_out_at));
-    json_object_set_new(o, "last_push_at", json_time(e->last_push_at));
-    json_object_set_new(o, "last_push_id", json_str_or_null(e->last_push_id));
-    json_object_set_new(o, "last_push_error", json_str_or_null(e->last_push_error));
+    json_object_set_new(o, "created_at", api_json_time(e->created_at));
+    json_object_set_new(o, "updated_at", api_json_time(e->updated_at));
+    json_object_set_new(o, "last_seen_at", api_json_time(e->last_seen_at));
+    json_object_set_new(o, "authenticated_at", api_json_time(e->authenticated_at));
+    json_object_set_new(o, "token_updated_at", api_json_time(e->token_updated_at));
+    json_object_set_new(o, "checked_out_at", api_json_time(e->checked_out_at));
+    json_object_set_new(o, "last_push_at", api_json_time(e->last_push_at));
+    json_object_set_new(o, "last_push_id", api_json_string(e->last_push_id));
+    json_object_set_new(o, "last_push_error", api_json_string(e->last_push_error));
     json_object_set_new(o, "push_token_invalid", json_boolean(e->push_token_invalid));
     /* Flagged by the inactivity sweep (--inactive-after); clears when the
      * device is heard from again. */
     json_object_set_new(o, "silent", json_boolean(e->silent_since > 0));
-    json_object_set_new(o, "silent_since", json_time(e->silent_since));
-    json_object_set_new(o, "last_repush_at", json_time(e->last_repush_at));
+    json_object_set_new(o, "silent_since", api_json_time(e->silent_since));
+    json_object_set_new(o, "last_repush_at", api_json_time(e->last_repush_at));
     return o;
 }
 
@@ -365,10 +349,10 @@ static json_t *target_json(const command_target_t *t)
     json_t *o = json_object();
     json_object_set_new(o, "command_uuid", json_string(t->command_uuid));
     json_object_set_new(o, "enrollment_id", json_string(t->enrollment_id));
-    json_object_set_new(o, "request_type", json_str_or_null(t->request_type));
+    json_object_set_new(o, "request_type", api_json_string(t->request_type));
     json_object_set_new(o, "status", json_string(t->status));
-    json_object_set_new(o, "queued_at", json_time(t->queued_at));
-    json_object_set_new(o, "updated_at", json_time(t->updated_at));
+    json_object_set_new(o, "queued_at", api_json_time(t->queued_at));
+    json_object_set_new(o, "updated_at", api_json_time(t->updated_at));
     json_t *result = json_null();
     if (t->result && t->result_len) {
         plist_t *p = plist_parse((const char *)t->result, t->result_len, NULL, 0);
@@ -396,7 +380,7 @@ static int collect_target(void *ctx, const command_target_t *t)
 static int collect_event(void *ctx, const store_event_t *ev)
 {
     json_t *detail = ev->detail ? json_loads(ev->detail, 0, NULL) : NULL;
-    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:o}", "id", (json_int_t)ev->id, "at", json_time(ev->at),
+    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:o}", "id", (json_int_t)ev->id, "at", api_json_time(ev->at),
                                          "kind", ev->kind, "detail", detail ? detail : json_null()));
     return 0;
 }
@@ -494,8 +478,8 @@ static void api_command(worker_t *w, const http_request_t *req, const char *uuid
     }
     json_t *o = json_object();
     json_object_set_new(o, "command_uuid", json_string(c.uuid));
-    json_object_set_new(o, "request_type", json_str_or_null(c.request_type));
-    json_object_set_new(o, "created_at", json_time(c.created_at));
+    json_object_set_new(o, "request_type", api_json_string(c.request_type));
+    json_object_set_new(o, "created_at", api_json_time(c.created_at));
     plist_t *p = plist_parse((const char *)c.body, c.body_len, NULL, 0);
     json_object_set_new(o, "command", p ? plist_to_json(p) : json_null());
     plist_free(p);

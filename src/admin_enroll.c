@@ -26,6 +26,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api_json.h"
 #include "app.h"
 #include "enroll_http.h"
 #include "log.h"
@@ -38,23 +39,6 @@
 #define MAX_DAYS 3650
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static json_t *time_json(int64_t t)
-{
-    if (t <= 0)
-        return json_null();
-    time_t tt = (time_t)t;
-    struct tm tm;
-    char buf[32];
-    if (!gmtime_r(&tt, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return json_null();
-    return json_string(buf);
-}
-
-static json_t *str_json(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
 
 static void storage_error(store_t *s, http_response_t *resp)
 {
@@ -128,15 +112,15 @@ static int normalize_serial(const char *in, char *out, size_t outlen)
 static json_t *cert_json(const issued_cert_t *c)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "serial", str_json(c->serial));
-    json_object_set_new(o, "subject", str_json(c->subject));
-    json_object_set_new(o, "enrollment_id", str_json(c->enrollment_id));
-    json_object_set_new(o, "sha256", str_json(c->sha256));
-    json_object_set_new(o, "not_before", time_json(c->not_before));
-    json_object_set_new(o, "not_after", time_json(c->not_after));
-    json_object_set_new(o, "issued_at", time_json(c->issued_at));
+    json_object_set_new(o, "serial", api_json_string(c->serial));
+    json_object_set_new(o, "subject", api_json_string(c->subject));
+    json_object_set_new(o, "enrollment_id", api_json_string(c->enrollment_id));
+    json_object_set_new(o, "sha256", api_json_string(c->sha256));
+    json_object_set_new(o, "not_before", api_json_time(c->not_before));
+    json_object_set_new(o, "not_after", api_json_time(c->not_after));
+    json_object_set_new(o, "issued_at", api_json_time(c->issued_at));
     json_object_set_new(o, "revoked", json_boolean(c->revoked_at > 0));
-    json_object_set_new(o, "revoked_at", time_json(c->revoked_at));
+    json_object_set_new(o, "revoked_at", api_json_time(c->revoked_at));
     return o;
 }
 
@@ -346,8 +330,8 @@ static void challenge_create(worker_t *w, const http_request_t *req, http_respon
     }
     /* Shown this once: only a hash is stored. */
     http_reply_json(resp, 201,
-                    json_pack("{s:s,s:o,s:o}", "challenge", challenge, "udid", str_json(id), "expires_at",
-                              time_json(util_now() + ENROLL_CHALLENGE_TTL)));
+                    json_pack("{s:s,s:o,s:o}", "challenge", challenge, "udid", api_json_string(id), "expires_at",
+                              api_json_time(util_now() + ENROLL_CHALLENGE_TTL)));
     OPENSSL_cleanse(challenge, sizeof challenge);
 }
 
@@ -529,7 +513,7 @@ static void renewals(worker_t *w, const http_request_t *req, http_response_t *re
             enrollment_free(&e);
             continue;
         }
-        json_t *entry = json_pack("{s:s,s:o}", "certificate_serial", x->serial, "not_after", time_json(x->not_after));
+        json_t *entry = json_pack("{s:s,s:o}", "certificate_serial", x->serial, "not_after", api_json_time(x->not_after));
         if (*pending) {
             json_object_set_new(entry, "already_pending", json_string(pending));
         } else if (!dry_run) {
@@ -541,7 +525,7 @@ static void renewals(worker_t *w, const http_request_t *req, http_response_t *re
         enrollment_free(&e);
     }
     json_t *result = json_pack("{s:I,s:o,s:o,s:o,s:I}", "days", (json_int_t)days, "expiring_before",
-                               time_json(before), "devices", renewed, "skipped", skipped, "queued",
+                               api_json_time(before), "devices", renewed, "skipped", skipped, "queued",
                                (json_int_t)queued);
     if (dry_run)
         json_object_set_new(result, "dry_run", json_true());
