@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "fuzz_verifier.h"
 #include "identity.h"
 #include "pki.h"
 #include "util.h"
@@ -41,31 +42,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char tmpdir[64], ca_path[128];
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/orchard-fuzz-mdm-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        abort();
-    }
-    snprintf(ca_path, sizeof ca_path, "%s/ca.pem", tmpdir);
-    EVP_PKEY *key = pki_new_ec_key();
-    X509 *ca = key ? pki_issue_cert(NULL, key, key, "orchard fuzz CA", 365, PKI_USAGE_CA, NULL, 0) : NULL;
-    if (!ca || pki_write_cert(ca_path, ca) != 0) {
-        fprintf(stderr, "cannot create the fuzz CA\n");
-        abort();
-    }
-    X509_free(ca);
-    EVP_PKEY_free(key);
-    char *err = NULL;
-    verifier = identity_verifier_new(ca_path, &err);
-    /* The store is in memory now: remove the files at once, so that no
-     * way of ending the fuzzer (timeout, crash, signal) leaves them. */
-    unlink(ca_path);
-    rmdir(tmpdir);
-    if (!verifier) {
-        fprintf(stderr, "verifier: %s\n", err ? err : "?");
-        abort();
-    }
+    verifier = fuzz_make_verifier();
     atexit(cleanup);
     return 0;
 }
