@@ -277,7 +277,9 @@ static void topic_check(pusher_t *p, topic_t *t)
     struct stat cs, ks;
     if (stat(t->cert_path, &cs) != 0 || stat(t->key_path, &ks) != 0) {
         pthread_mutex_lock(&p->mu);
-        if (!t->cred.topic && strcmp(t->state, "missing") != 0) {
+        /* The state starts as "missing" without a message: fill it in on
+         * the first look, then only on a change of state. */
+        if (!t->cred.topic && (strcmp(t->state, "missing") != 0 || !t->error[0])) {
             char msg[600];
             snprintf(msg, sizeof msg, "no push certificate: %s or %s is missing", t->cert_path, t->key_path);
             topic_error(t, "missing", msg);
