@@ -95,7 +95,7 @@ static const struct setting {
      "APNs MDM push certificate(s), PEM, one per topic (default DIR/push.pem when present; see orchard "
      "pushcert); re-read when the file changes"},
     {"push-key", 1, OPT_PUSH_KEY, "ORCHARD_PUSH_KEY", "FILE[,FILE...]",
-     "private key(s) of the push certificate(s), same order (default DIR/push.key)"},
+     "private key(s) of the push certificate(s), same order (default: beside the certificate, .pem → .key)"},
     {"apns-url", 1, OPT_APNS_URL, "ORCHARD_APNS_URL", "URL",
      "APNs base URL (default https://api.push.apple.com)"},
     {"apns-development", 0, OPT_APNS_DEVELOPMENT, "ORCHARD_APNS_DEVELOPMENT", NULL,

@@ -206,8 +206,12 @@ static pusher_t *start_pusher(const config_t *cfg)
             nc = 1;
     }
     if (!keys && nc == 1) {
+        /* The key beside the certificate: push.pem → push.key, as
+         * `orchard pushcert import` writes them. */
         keys = calloc(2, sizeof *keys);
-        if (keys && (keys[0] = util_strdup_printf("%s/push.key", cfg->data_dir)))
+        size_t n = strlen(certs[0]);
+        int pem = n > 4 && strcmp(certs[0] + n - 4, ".pem") == 0;
+        if (keys && (keys[0] = util_strdup_printf("%.*s.key", (int)(pem ? n - 4 : n), certs[0])))
             nk = 1;
     }
     if (nc == 0 || nc != nk) {
