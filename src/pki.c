@@ -137,7 +137,7 @@ static int add_sans(X509 *x, const char *const *sans, size_t nsans)
     return rc;
 }
 
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+int pki_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 {
     X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
     if (!ext)
@@ -147,7 +147,7 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
     return ok ? 0 : -1;
 }
 
-static int set_random_serial(X509 *x)
+int pki_set_random_serial(X509 *x)
 {
     unsigned char buf[16];
     if (RAND_bytes(buf, sizeof buf) != 1)
@@ -186,7 +186,7 @@ X509 *pki_issue_cert(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, const ch
     X509_NAME *name = X509_NAME_new();
     int ok = x && name;
     ok = ok && X509_set_version(x, X509_VERSION_3);
-    ok = ok && set_random_serial(x) == 0;
+    ok = ok && pki_set_random_serial(x) == 0;
     ok = ok && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name,
                                           -1, -1, 0);
     ok = ok && X509_set_subject_name(x, name);
@@ -204,29 +204,29 @@ X509 *pki_issue_cert(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, const ch
     if (ok) {
         switch (usage) {
         case PKI_USAGE_CA:
-            ok = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE") == 0 &&
-                 add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
+            ok = pki_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE") == 0 &&
+                 pki_add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
             break;
         case PKI_USAGE_SERVER:
-            ok = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
-                 add_ext(x, &ctx, NID_key_usage,
+            ok = pki_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
+                 pki_add_ext(x, &ctx, NID_key_usage,
                          rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature") ==
                      0 &&
-                 add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") == 0;
+                 pki_add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") == 0;
             break;
         case PKI_USAGE_CLIENT:
             /* keyEncipherment only makes sense for RSA keys (RFC 5480 s.3). */
-            ok = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
-                 add_ext(x, &ctx, NID_key_usage,
+            ok = pki_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
+                 pki_add_ext(x, &ctx, NID_key_usage,
                          rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature") ==
                      0 &&
-                 add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") == 0;
+                 pki_add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") == 0;
             break;
         }
     }
-    ok = ok && add_ext(x, &ctx, NID_subject_key_identifier, "hash") == 0;
+    ok = ok && pki_add_ext(x, &ctx, NID_subject_key_identifier, "hash") == 0;
     if (ok && ca)
-        ok = add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer") == 0;
+        ok = pki_add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer") == 0;
     ok = ok && add_sans(x, sans, nsans) == 0;
     ok = ok && X509_sign(x, ca_key, signing_digest(ca_key)) > 0;
 
@@ -307,21 +307,6 @@ EVP_PKEY *pki_load_key(const char *path)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes data to path with exactly `mode`. Goes through a temporary file in
  * the same directory, so readers never see a partial file. With no_clobber
  * an existing path is never replaced (fails with EEXIST). errno on failure. */
@@ -340,7 +325,7 @@ static int write_file_mode(const char *path, const void *data, size_t len, mode_
         return -1;
     }
     int rc = 0;
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, mode) != 0 || util_write_all(fd, data, len) != 0 || fsync(fd) != 0)
         rc = -1;
     int e = errno;
     if (close(fd) != 0 && rc == 0) {
@@ -361,7 +346,7 @@ static int write_file_mode(const char *path, const void *data, size_t len, mode_
                 int fd2 = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
                 if (fd2 >= 0) {
                     rc = 0;
-                    if (fchmod(fd2, mode) != 0 || write_all(fd2, data, len) != 0 || fsync(fd2) != 0)
+                    if (fchmod(fd2, mode) != 0 || util_write_all(fd2, data, len) != 0 || fsync(fd2) != 0)
                         rc = -1;
                     e = errno;
                     close(fd2);

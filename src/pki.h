@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 typedef enum { PKI_USAGE_CA, PKI_USAGE_SERVER, PKI_USAGE_CLIENT } pki_usage_t;
 
@@ -24,6 +25,12 @@ EVP_PKEY *pki_new_ec_key(void); /* P-256 */
  * Random 128-bit serial; notBefore one hour in the past. */
 X509 *pki_issue_cert(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, const char *common_name,
                      int days, pki_usage_t usage, const char *const *sans, size_t nsans);
+
+/* Certificate-building helpers shared by the issuers (pki.c, scep.c):
+ * an extension from its OpenSSL config text, and a random positive
+ * 128-bit serial. 0 or -1. */
+int pki_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value);
+int pki_set_random_serial(X509 *x);
 
 X509 *pki_load_cert(const char *path);
 STACK_OF(X509) *pki_load_cert_bundle(const char *path); /* all PEM certs in a file */

@@ -390,21 +390,6 @@ static char *cert_pem(X509 *cert, size_t *len)
     return s;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes a new private key file that must not exist yet: O_EXCL closes the
  * window between "does it exist?" and creating it, and the file is 0600
  * from its first byte. */
@@ -420,7 +405,7 @@ static int write_new_key(const char *path, EVP_PKEY *key)
         if (fd < 0) {
             e = errno;
         } else {
-            rc = fchmod(fd, 0600) == 0 && write_all(fd, data, (size_t)n) == 0 && fsync(fd) == 0 ? 0 : -1;
+            rc = fchmod(fd, 0600) == 0 && util_write_all(fd, data, (size_t)n) == 0 && fsync(fd) == 0 ? 0 : -1;
             e = errno;
             if (close(fd) != 0 && rc == 0) {
                 rc = -1;

@@ -2,6 +2,8 @@
  * issuing, CertRep building. OpenSSL 3 CMS throughout. */
 #include "scep.h"
 
+#include "pki.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -632,28 +634,6 @@ out:
 
 /* ---- issuing ------------------------------------------------------------ */
 
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
-{
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-    int ok = ext && X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? 0 : -1;
-}
-
-static int random_serial(X509 *x)
-{
-    unsigned char buf[16];
-    if (RAND_bytes(buf, sizeof buf) != 1)
-        return -1;
-    buf[15] |= 1; /* never zero */
-    BIGNUM *bn = BN_bin2bn(buf, sizeof buf, NULL);
-    ASN1_INTEGER *serial = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-    int rc = serial && X509_set_serialNumber(x, serial) ? 0 : -1;
-    ASN1_INTEGER_free(serial);
-    BN_free(bn);
-    return rc;
-}
-
 X509 *scep_issue_cert(X509_REQ *csr, X509 *ca_cert, EVP_PKEY *ca_key, int days)
 {
     EVP_PKEY *pk = csr ? X509_REQ_get0_pubkey(csr) : NULL;
@@ -661,7 +641,7 @@ X509 *scep_issue_cert(X509_REQ *csr, X509 *ca_cert, EVP_PKEY *ca_key, int days)
         return NULL;
     X509 *x = X509_new();
     int ok = x && X509_set_version(x, X509_VERSION_3);
-    ok = ok && random_serial(x) == 0;
+    ok = ok && pki_set_random_serial(x) == 0;
     ok = ok && X509_set_subject_name(x, X509_REQ_get_subject_name(csr));
     ok = ok && X509_set_issuer_name(x, X509_get_subject_name(ca_cert));
     ok = ok && X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL;
@@ -677,12 +657,12 @@ X509 *scep_issue_cert(X509_REQ *csr, X509 *ca_cert, EVP_PKEY *ca_key, int days)
     X509V3_set_ctx(&ctx, ca_cert, x, NULL, NULL, 0);
     /* keyEncipherment only makes sense for RSA keys (RFC 5480 s3). */
     int rsa = EVP_PKEY_is_a(pk, "RSA");
-    ok = ok && add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0;
-    ok = ok && add_ext(x, &ctx, NID_key_usage,
+    ok = ok && pki_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") == 0;
+    ok = ok && pki_add_ext(x, &ctx, NID_key_usage,
                        rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature") == 0;
-    ok = ok && add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") == 0;
-    ok = ok && add_ext(x, &ctx, NID_subject_key_identifier, "hash") == 0;
-    ok = ok && add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer") == 0;
+    ok = ok && pki_add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") == 0;
+    ok = ok && pki_add_ext(x, &ctx, NID_subject_key_identifier, "hash") == 0;
+    ok = ok && pki_add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer") == 0;
     ok = ok && X509_sign(x, ca_key, EVP_sha256()) > 0;
     if (!ok) {
         X509_free(x);

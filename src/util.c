@@ -191,6 +191,22 @@ char *util_read_file(const char *path, size_t max, size_t *len)
     return buf;
 }
 
+int util_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 int util_write_file(const char *path, const void *data, size_t len, int mode)
 {
     char *tmp = util_strdup_printf("%s.tmp.%ld", path, (long)getpid());
@@ -201,20 +217,11 @@ int util_write_file(const char *path, const void *data, size_t len, int mode)
         free(tmp);
         return -1;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
+    if (util_write_all(fd, data, len) != 0) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);

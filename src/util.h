@@ -27,6 +27,8 @@ int util_secure_streq(const char *a, const char *b);
 
 /* Reads a whole file (at most max bytes). Heap, NUL-terminated. NULL on error. */
 char *util_read_file(const char *path, size_t max, size_t *len);
+/* Writes all of len bytes to fd, retrying after EINTR. 0 or -1. */
+int util_write_all(int fd, const void *data, size_t len);
 /* Writes data to path atomically (temp file + rename) with the given mode. */
 int util_write_file(const char *path, const void *data, size_t len, int mode);
 
