@@ -11,6 +11,7 @@
 #include "app.h"
 #include "log.h"
 #include "mdm_auth.h"
+#include "mdm_checkin.h"
 #include "mdm_message.h"
 #include "util.h"
 
@@ -189,6 +190,14 @@ static const mdm_key_spec_t token_update_keys[] = {
 static const mdm_key_spec_t checkout_keys[] = {
     {"Topic", PLIST_STRING, 0},
 };
+static const mdm_key_spec_t declarative_management_keys[] = {
+    {"Endpoint", PLIST_STRING, 1},
+    {"Data", PLIST_DATA, 0},
+};
+static const mdm_key_spec_t get_token_keys[] = {
+    {"TokenServiceType", PLIST_STRING, 1},
+    {"TokenParameters", PLIST_DICT, 0},
+};
 
 static const struct {
     const char *type;
@@ -199,6 +208,9 @@ static const struct {
     {"Authenticate", checkin_authenticate, authenticate_keys, sizeof authenticate_keys / sizeof authenticate_keys[0]},
     {"TokenUpdate", checkin_token_update, token_update_keys, sizeof token_update_keys / sizeof token_update_keys[0]},
     {"CheckOut", checkin_checkout, checkout_keys, sizeof checkout_keys / sizeof checkout_keys[0]},
+    {"DeclarativeManagement", mdm_checkin_declarative_management, declarative_management_keys,
+     sizeof declarative_management_keys / sizeof declarative_management_keys[0]},
+    {"GetToken", mdm_checkin_get_token, get_token_keys, sizeof get_token_keys / sizeof get_token_keys[0]},
 };
 
 /* Handles a parsed check-in message (shared with the single-URL route). */

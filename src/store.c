@@ -158,3 +158,66 @@ void issued_cert_free(issued_cert_t *c)
     free(c->sha256);
     memset(c, 0, sizeof *c);
 }
+
+void declaration_free(declaration_t *d)
+{
+    if (!d)
+        return;
+    free(d->identifier);
+    free(d->type);
+    free(d->kind);
+    free(d->payload_json);
+    free(d->server_token);
+    memset(d, 0, sizeof *d);
+}
+
+void ddm_state_free(ddm_state_t *st)
+{
+    if (!st)
+        return;
+    free(st->enrollment_id);
+    free(st->token);
+    memset(st, 0, sizeof *st);
+}
+
+void ddm_status_item_free(ddm_status_item_t *i)
+{
+    if (!i)
+        return;
+    free(i->name);
+    free(i->value_json);
+    memset(i, 0, sizeof *i);
+}
+
+void ddm_decl_status_free(ddm_decl_status_t *d)
+{
+    if (!d)
+        return;
+    free(d->identifier);
+    free(d->kind);
+    free(d->server_token);
+    free(d->valid);
+    free(d->reasons_json);
+    memset(d, 0, sizeof *d);
+}
+
+void pairing_token_free(pairing_token_t *p)
+{
+    if (!p)
+        return;
+    /* The security token is a bearer secret of the pairing flow. */
+    free_secret_str(p->security_token);
+    free(p->watch_udid);
+    free(p->phone_udid);
+    memset(p, 0, sizeof *p);
+}
+
+void watch_pairing_free(watch_pairing_t *p)
+{
+    if (!p)
+        return;
+    free(p->watch_udid);
+    free(p->phone_udid);
+    free(p->state);
+    memset(p, 0, sizeof *p);
+}

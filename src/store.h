@@ -74,6 +74,10 @@ typedef struct {
      * silent enrollment (repush_claim). */
     int64_t silent_since;
     int64_t last_repush_at;
+    /* Supervision (schema 5): 1 supervised, 0 not, -1 unknown. Learned from
+     * DeviceInformation IsSupervised answers (enrollment_set_supervised). A
+     * new enrollment starts unknown; re-enrollment keeps the last answer. */
+    int supervised;
 } enrollment_t;
 
 /* TokenUpdate content. */
@@ -155,6 +159,103 @@ typedef struct {
     int token_invalid;               /* APNs rejected the token itself (410 / BadDeviceToken) */
     int64_t at;
 } push_result_t;
+
+/* ---- Declarative device management (schema 5) ----------------------------
+ *
+ * Declarations are global (one row per Identifier); sets group them; sets
+ * are assigned to an enrollment ("device", target = enrollment id), to a
+ * device group ("group", target = group name) or to every device channel
+ * ("all", target = ""). An enrollment's effective declarations are the
+ * members of every set that applies to it, closed over declaration
+ * references (an activation brings the configurations it names, a
+ * configuration the assets it names): decl_refs holds those edges. */
+
+#define DDM_KIND_ACTIVATION "activation"
+#define DDM_KIND_CONFIGURATION "configuration"
+#define DDM_KIND_ASSET "asset"
+#define DDM_KIND_MANAGEMENT "management"
+
+typedef struct {
+    char *identifier;   /* <= 64 octets */
+    char *type;         /* e.g. com.apple.configuration.passcode.settings */
+    char *kind;         /* DDM_KIND_* (the second component of type) */
+    char *payload_json; /* the Payload object as canonical JSON text */
+    char *server_token; /* derived from the content (ddm.c) */
+    int64_t created_at, updated_at;
+} declaration_t;
+
+/* The set assignment target kinds. */
+#define DDM_TARGET_DEVICE "device"
+#define DDM_TARGET_GROUP "group"
+#define DDM_TARGET_ALL "all"
+
+/* Per enrollment (device or user channel) DDM bookkeeping. */
+typedef struct {
+    char *enrollment_id;
+    char *token;          /* DeclarationsToken last computed for it; NULL = never */
+    int sync_pending;     /* a sync command is queued and not handed out yet */
+    int64_t token_changed_at;
+    int64_t status_at;    /* latest status report; 0 = none */
+    int64_t manifest_at;  /* latest declaration-items fetch; 0 = none */
+} ddm_state_t;
+
+/* One enrollment as the sync fan-out sees it. */
+typedef struct {
+    const enrollment_t *enrollment; /* full row (push fields included) */
+    const char *sets;               /* names of the sets applying to it, sorted, joined by '\n'; "" = none */
+    const char *token;              /* ddm_state.token, NULL if none */
+    int sync_pending;
+} ddm_candidate_t;
+
+/* A status item's latest value. */
+typedef struct {
+    char *name;       /* dotted status item name, e.g. "device.operating-system.version" */
+    char *value_json; /* JSON text */
+    int64_t updated_at;
+} ddm_status_item_t;
+
+/* What a device reported about one declaration (management.declarations). */
+typedef struct {
+    char *identifier;
+    char *kind;          /* DDM_KIND_* */
+    char *server_token;  /* the revision the device reports on */
+    int active;
+    char *valid;         /* "valid", "invalid" or "unknown" */
+    char *reasons_json;  /* JSON array text, NULL if none */
+    int64_t updated_at;
+} ddm_decl_status_t;
+
+/* ---- Apple Watch enrollment (schema 5) ------------------------------------
+ *
+ * A security token is handed to a watch in the 403 pairing.token.missing
+ * answer (bound to the watch UDID, short lifetime); the phone's GetToken
+ * binds it to the phone (pairing_bind_phone) and the watch's retry spends
+ * it (pairing_consume). A watch pairing records which phone a watch enrolled
+ * through. */
+typedef struct {
+    char *security_token;
+    char *watch_udid;
+    char *phone_udid;   /* NULL until GetToken */
+    int64_t created_at, expires_at;
+    int64_t bound_at;   /* GetToken time, 0 = not yet */
+    int64_t used_at;    /* consumed, 0 = not yet */
+} pairing_token_t;
+
+typedef struct {
+    char *watch_udid;
+    char *phone_udid;
+    char *state;        /* "profile_issued" (profile handed out), "enrolled" (watch authenticated) */
+    int64_t paired_at, updated_at;
+} watch_pairing_t;
+
+typedef int (*declaration_cb)(void *ctx, const declaration_t *d);          /* non-zero stops */
+typedef int (*ddm_candidate_cb)(void *ctx, const ddm_candidate_t *c);      /* non-zero stops */
+typedef int (*ddm_status_item_cb)(void *ctx, const ddm_status_item_t *i);  /* non-zero stops */
+typedef int (*ddm_decl_status_cb)(void *ctx, const ddm_decl_status_t *d);  /* non-zero stops */
+typedef int (*name_cb)(void *ctx, const char *name);                       /* non-zero stops */
+/* One assignment of a set: target_kind DDM_TARGET_*, target "" for "all". */
+typedef int (*assignment_cb)(void *ctx, const char *set_name, const char *target_kind, const char *target);
+typedef int (*watch_pairing_cb)(void *ctx, const watch_pairing_t *p);      /* non-zero stops */
 
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
@@ -289,6 +390,127 @@ struct store_ops {
      * does not hold it. Both are durable when they return. */
     int (*lease_acquire)(store_t *s, const char *name, const char *holder, int64_t ttl, int64_t now);
     int (*lease_release)(store_t *s, const char *name, const char *holder);
+
+    /* ---- Supervision (schema 5) ---- */
+    /* Records IsSupervised for a device enrollment. STORE_NOTFOUND if unknown. */
+    int (*enrollment_set_supervised)(store_t *s, const char *id, int supervised, int64_t now);
+
+    /* ---- Declarative device management (schema 5) ----
+     *
+     * decl_put: inserts or replaces the declaration with d->identifier and
+     * replaces its reference edges with refs[0..nrefs) (identifiers it names;
+     * each must exist: else STORE_NOTFOUND and nothing changes). *changed =
+     * 1 if it is new or its server_token differs, 0 if identical (then only
+     * nothing is written). created_at is kept on replace.
+     * decl_delete: STORE_NOTFOUND if unknown; STORE_CONFLICT if another
+     * declaration references it (*referrer = one such identifier, heap) —
+     * otherwise removes it and its set memberships.
+     * decl_list: ordered by identifier; kind NULL = all kinds. */
+    int (*decl_put)(store_t *s, const declaration_t *d, const char *const *refs, size_t nrefs, int64_t now,
+                    int *changed);
+    int (*decl_get)(store_t *s, const char *identifier, declaration_t *out);
+    int (*decl_delete)(store_t *s, const char *identifier, char **referrer);
+    int (*decl_list)(store_t *s, const char *kind, declaration_cb cb, void *ctx);
+    /* Identifiers of the declarations that reference `identifier`. */
+    int (*decl_referrers)(store_t *s, const char *identifier, name_cb cb, void *ctx);
+
+    /* Sets. set_put creates the set or replaces its members with
+     * members[0..n) (each must be a declaration: else STORE_NOTFOUND,
+     * nothing changes). set_delete: STORE_NOTFOUND if unknown; drops its
+     * members and assignments too. set_list: names in order. set_members:
+     * the explicit members (not the reference closure), by identifier. */
+    int (*set_put)(store_t *s, const char *name, const char *const *members, size_t n, int64_t now);
+    int (*set_delete)(store_t *s, const char *name);
+    int (*set_list)(store_t *s, name_cb cb, void *ctx);
+    int (*set_members)(store_t *s, const char *name, declaration_cb cb, void *ctx);
+    /* Sets containing `identifier` explicitly. */
+    int (*decl_sets)(store_t *s, const char *identifier, name_cb cb, void *ctx);
+
+    /* Assignments. set_assign: STORE_NOTFOUND if the set is unknown;
+     * assigning twice is STORE_OK (no change). set_unassign: STORE_NOTFOUND
+     * if not assigned. set_assignments: set_name NULL = all sets. */
+    int (*set_assign)(store_t *s, const char *set_name, const char *target_kind, const char *target, int64_t now);
+    int (*set_unassign)(store_t *s, const char *set_name, const char *target_kind, const char *target);
+    int (*set_assignments)(store_t *s, const char *set_name, assignment_cb cb, void *ctx);
+
+    /* Device groups (membership by enrollment id; a group exists while it
+     * has members). group_add twice is STORE_OK; group_remove:
+     * STORE_NOTFOUND if not a member. group_members: ids in order;
+     * enrollment_groups: group names of one enrollment. */
+    int (*group_add)(store_t *s, const char *group, const char *enrollment_id, int64_t now);
+    int (*group_remove)(store_t *s, const char *group, const char *enrollment_id);
+    int (*group_members)(store_t *s, const char *group, name_cb cb, void *ctx);
+    int (*enrollment_groups)(store_t *s, const char *enrollment_id, name_cb cb, void *ctx);
+
+    /* Effective declarations. sets_csv: set names joined by '\n' (as in
+     * ddm_candidate_t.sets); the result is the members of those sets closed
+     * over decl_refs, each declaration once, ordered by kind then identifier.
+     * enrollment_sets: the sets applying to one enrollment, in that same
+     * '\n'-joined sorted form (heap; "" when none). "all" assignments apply
+     * to device channels (id == device_id) only. */
+    int (*ddm_effective)(store_t *s, const char *sets_csv, declaration_cb cb, void *ctx);
+    int (*ddm_enrollment_sets)(store_t *s, const char *enrollment_id, char **sets_csv);
+
+    /* Sync bookkeeping. ddm_state_get: STORE_NOTFOUND if the enrollment has
+     * no DDM state yet. ddm_candidates: every active enrollment (device and
+     * user channels) with its sets and state, in id order (cb runs inside
+     * the read: it must not use this handle).
+     * ddm_sync_queue: in one durable transaction, for each i: sets
+     * ddm_state.token = tokens[i] (token_changed_at = now), and if no sync
+     * command is pending for ids[i], queues `cmd` for it (one command row
+     * shared by the targets queued) and sets sync_pending; queued[i] = 1 if
+     * it queued there. STORE_CONFLICT if cmd->uuid exists (nothing stored).
+     * ddm_handed_out: clears sync_pending (the connect handler handed the
+     * sync command to the device). ddm_touch: records a manifest fetch
+     * (manifest_at). Authenticate of a new or re-enrolling (inactive)
+     * enrollment deletes its DDM state, status and status items (the device
+     * forgot them at unenrollment). */
+    int (*ddm_state_get)(store_t *s, const char *enrollment_id, ddm_state_t *out);
+    int (*ddm_candidates)(store_t *s, ddm_candidate_cb cb, void *ctx);
+    int (*ddm_sync_queue)(store_t *s, const command_t *cmd, const char *const *ids, const char *const *tokens,
+                          size_t n, int64_t now, int *queued);
+    int (*ddm_handed_out)(store_t *s, const char *enrollment_id, int64_t now);
+    int (*ddm_touch)(store_t *s, const char *enrollment_id, int64_t now);
+
+    /* Status channel. ddm_status_record, in one transaction: upserts the
+     * status items (latest value per name), upserts the declaration
+     * statuses (per identifier) — or, with replace_decls, first deletes
+     * every declaration status of the enrollment (a full report) — and sets
+     * ddm_state.status_at = now (creating the state row if needed). When
+     * errors_json (the report's Errors array, non-empty) is given, a
+     * "ddm_status_errors" event carries it. */
+    int (*ddm_status_record)(store_t *s, const char *enrollment_id, const ddm_status_item_t *items, size_t nitems,
+                             const ddm_decl_status_t *decls, size_t ndecls, int replace_decls,
+                             const char *errors_json, int64_t now);
+    int (*ddm_status_item_get)(store_t *s, const char *enrollment_id, const char *name, ddm_status_item_t *out);
+    int (*ddm_status_items)(store_t *s, const char *enrollment_id, ddm_status_item_cb cb, void *ctx);
+    int (*ddm_decl_statuses)(store_t *s, const char *enrollment_id, ddm_decl_status_cb cb, void *ctx);
+
+    /* ---- Apple Watch pairing (schema 5) ----
+     * pairing_add: STORE_CONFLICT if the token exists.
+     * pairing_get: STORE_NOTFOUND if unknown (expired/used ones are still
+     * returned: callers name the reason).
+     * pairing_bind_phone: sets phone_udid/bound_at once; STORE_NOTFOUND
+     * unless the token exists, is for watch_udid, is unexpired (expires_at >
+     * now), unused and not yet bound to another phone (binding again to the
+     * same phone is STORE_OK).
+     * pairing_consume: STORE_OK exactly once (sets used_at) for a token that
+     * is for watch_udid, bound, unexpired and unused; else STORE_NOTFOUND.
+     * watch_pair: inserts or replaces the pairing of watch_udid (a reset
+     * watch may pair again, with another phone too) with state
+     * "profile_issued"; watch_pair_state updates state (STORE_NOTFOUND if
+     * none). watch_pairing_get by watch; phone_watches: pairings of one
+     * phone, by watch udid. */
+    int (*pairing_add)(store_t *s, const char *security_token, const char *watch_udid, int64_t expires_at,
+                       int64_t now);
+    int (*pairing_get)(store_t *s, const char *security_token, pairing_token_t *out);
+    int (*pairing_bind_phone)(store_t *s, const char *security_token, const char *watch_udid,
+                              const char *phone_udid, int64_t now);
+    int (*pairing_consume)(store_t *s, const char *security_token, const char *watch_udid, int64_t now);
+    int (*watch_pair)(store_t *s, const char *watch_udid, const char *phone_udid, int64_t now);
+    int (*watch_pair_state)(store_t *s, const char *watch_udid, const char *state, int64_t now);
+    int (*watch_pairing_get)(store_t *s, const char *watch_udid, watch_pairing_t *out);
+    int (*phone_watches)(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
 };
 
 struct store {
@@ -305,6 +527,12 @@ void command_free(command_t *c);
 void command_target_free(command_target_t *t);
 void store_event_free(store_event_t *ev);
 void issued_cert_free(issued_cert_t *c);
+void declaration_free(declaration_t *d);
+void ddm_state_free(ddm_state_t *st);
+void ddm_status_item_free(ddm_status_item_t *i);
+void ddm_decl_status_free(ddm_decl_status_t *d);
+void pairing_token_free(pairing_token_t *p);
+void watch_pairing_free(watch_pairing_t *p);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);
