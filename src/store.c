@@ -221,3 +221,14 @@ void watch_pairing_free(watch_pairing_t *p)
     free(p->state);
     memset(p, 0, sizeof *p);
 }
+
+void asset_data_free(asset_data_t *a)
+{
+    if (!a)
+        return;
+    free(a->name);
+    free(a->content_type);
+    free(a->data);
+    free(a->sha256);
+    memset(a, 0, sizeof *a);
+}

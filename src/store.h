@@ -248,6 +248,17 @@ typedef struct {
     int64_t paired_at, updated_at;
 } watch_pairing_t;
 
+/* Data an asset declaration's Reference.DataURL points at, uploaded by an
+ * admin and served to enrolled devices (with their own authentication). */
+typedef struct {
+    char *name;          /* URL-safe name: [A-Za-z0-9._-], 1..128 */
+    char *content_type;  /* e.g. application/pem */
+    unsigned char *data;
+    size_t len;
+    char *sha256;        /* hex, for Reference.Hash-SHA-256 */
+    int64_t updated_at;
+} asset_data_t;
+
 typedef int (*declaration_cb)(void *ctx, const declaration_t *d);          /* non-zero stops */
 typedef int (*ddm_candidate_cb)(void *ctx, const ddm_candidate_t *c);      /* non-zero stops */
 typedef int (*ddm_status_item_cb)(void *ctx, const ddm_status_item_t *i);  /* non-zero stops */
@@ -486,6 +497,13 @@ struct store_ops {
     int (*ddm_status_items)(store_t *s, const char *enrollment_id, ddm_status_item_cb cb, void *ctx);
     int (*ddm_decl_statuses)(store_t *s, const char *enrollment_id, ddm_decl_status_cb cb, void *ctx);
 
+    /* Asset data. asset_data_put inserts or replaces (sha256 computed by
+     * the caller); asset_data_get / asset_data_delete: STORE_NOTFOUND if
+     * unknown. */
+    int (*asset_data_put)(store_t *s, const asset_data_t *a, int64_t now);
+    int (*asset_data_get)(store_t *s, const char *name, asset_data_t *out);
+    int (*asset_data_delete)(store_t *s, const char *name);
+
     /* ---- Apple Watch pairing (schema 5) ----
      * pairing_add: STORE_CONFLICT if the token exists.
      * pairing_get: STORE_NOTFOUND if unknown (expired/used ones are still
@@ -533,6 +551,7 @@ void ddm_status_item_free(ddm_status_item_t *i);
 void ddm_decl_status_free(ddm_decl_status_t *d);
 void pairing_token_free(pairing_token_t *p);
 void watch_pairing_free(watch_pairing_t *p);
+void asset_data_free(asset_data_t *a);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);
