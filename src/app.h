@@ -53,5 +53,13 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
 void scep_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 void enroll_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 int admin_enroll_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+/* Declarative device management: admin calls under /v1/declarations,
+ * /v1/sets, /v1/groups, /v1/asset-data, /v1/ddm and the DDM views of
+ * /v1/devices/{id} (admin_ddm.c; 1 if it handled the path); device asset
+ * data downloads GET /mdm/assets/<name> (mdm_asset.c). */
+int admin_ddm_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+void mdm_asset_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* Asset data names: [A-Za-z0-9._-], 1..128 characters, not "." or "..". */
+int mdm_asset_name_valid(const char *name);
 
 #endif
