@@ -290,6 +290,33 @@ static void test_refused_payload_reports_no_refs(void **state)
     json_decref(p);
 }
 
+static void test_many_references_linear(void **state)
+{
+    (void)state;
+    /* 200,000 names (about what a 2 MiB body holds), half of them repeats:
+     * must finish quickly and report each distinct name once. */
+    json_t *list = json_array();
+    char id[32];
+    for (int i = 0; i < 200000; i++) {
+        snprintf(id, sizeof id, "c%d", i % 100000);
+        json_array_append_new(list, json_string(id));
+    }
+    json_t *p = json_pack("{s:o}", "StandardConfigurations", list);
+    result_t r;
+    memset(&r, 0, sizeof r);
+    int64_t t0 = util_now_us();
+    assert_int_equal(ddm_schema_check("com.apple.activation.simple", p, &r.refs, &r.kinds, &r.types, &r.n, r.err,
+                                      sizeof r.err),
+                     0);
+    int64_t us = util_now_us() - t0;
+    json_decref(p);
+    assert_int_equal(r.n, 100000);
+    assert_string_equal(r.refs[0], "c0");
+    assert_string_equal(r.refs[99999], "c99999");
+    assert_true(us < 5 * 1000 * 1000);
+    result_free(&r);
+}
+
 /* ---- status items ------------------------------------------------------------------ */
 
 static void test_status_items(void **state)
@@ -509,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_rangelist),
         cmocka_unit_test(test_non_object_payload),
         cmocka_unit_test(test_refused_payload_reports_no_refs),
+        cmocka_unit_test(test_many_references_linear),
         cmocka_unit_test(test_status_items),
         cmocka_unit_test(test_watchos_commands_match_reference),
         cmocka_unit_test(test_watchos_payloads_match_reference),
