@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_ddm.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
 #include "serve.h"
@@ -24,6 +25,11 @@ static void usage(FILE *out)
                  "  admission  allow or deny serial numbers/UDIDs (--admission known)\n"
                  "  challenge  create a one-time SCEP challenge\n"
                  "  renew      queue renewed enrollment profiles for expiring identities\n"
+                 "  declaration  DDM declarations: put, list, get, delete\n"
+                 "  set        DDM declaration sets: put, list, get, delete, assign, unassign\n"
+                 "  group      device groups (for set assignments): add, remove, show\n"
+                 "  device-ddm a device's effective declarations, reported state and status items\n"
+                 "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -43,6 +49,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "profile") == 0 || strcmp(cmd, "certs") == 0 || strcmp(cmd, "admission") == 0 ||
         strcmp(cmd, "challenge") == 0 || strcmp(cmd, "renew") == 0)
         return cli_enroll_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "declaration") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "group") == 0 ||
+        strcmp(cmd, "device-ddm") == 0 || strcmp(cmd, "asset-data") == 0)
+        return cli_ddm_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

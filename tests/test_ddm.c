@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -16,6 +17,7 @@
 
 #include "curl_buffer.h"
 #include "devsim.h"
+#include "store.h"
 #include "testpki.h"
 #include "testserver.h"
 #include "util.h"
@@ -814,6 +816,118 @@ static void test_bad_device_requests(void **state)
     sim_free(&other);
 }
 
+/* ---- command line ---------------------------------------------------------------------- */
+
+/* Runs `orchard ARGS` against the test server; returns the exit status and
+ * the combined output (heap). */
+static int run_cli(const char *args, char **out)
+{
+    char outpath[] = "/tmp/orchard-ddm-cli-XXXXXX";
+    int fd = mkstemp(outpath);
+    assert_true(fd >= 0);
+    close(fd);
+    char *cmd = util_strdup_printf("%s %s --server %s --cacert %s --api-key %s > %s 2>&1", getenv("ORCHARD_BIN"),
+                                   args, srv.base_url, srv.ca_path, TESTSERVER_API_KEY, outpath);
+    int rc = system(cmd);
+    free(cmd);
+    *out = util_read_file(outpath, 1 << 20, NULL);
+    unlink(outpath);
+    return rc;
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_enroll(&s, "DDM-CLI-1");
+    char file[] = "/tmp/orchard-ddm-decl-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    const char *decl = "{\"Type\":\"com.apple.management.properties\",\"Identifier\":\"cli-props\","
+                       "\"Payload\":{\"site\":\"cli\"}}";
+    assert_int_equal(write(fd, decl, strlen(decl)), (ssize_t)strlen(decl));
+    close(fd);
+    char *out = NULL, *args = util_strdup_printf("declaration put %s", file);
+    assert_int_equal(run_cli(args, &out), 0);
+    assert_non_null(strstr(out, "cli-props"));
+    free(out);
+    free(args);
+    assert_int_equal(run_cli("set put cliset cli-props", &out), 0);
+    free(out);
+    assert_int_equal(run_cli("set assign cliset --device DDM-CLI-1", &out), 0);
+    assert_non_null(strstr(out, "\"queued\": 1"));
+    free(out);
+    devsim_ddm_result_t res;
+    poll_ddm(&s, "DDM-CLI-1", &res);
+    assert_int_equal(res.fetched, 1);
+    assert_int_equal(run_cli("device-ddm DDM-CLI-1", &out), 0);
+    assert_non_null(strstr(out, "cli-props"));
+    assert_non_null(strstr(out, "\"in_sync\": true"));
+    assert_non_null(strstr(out, "device.operating-system.version"));
+    free(out);
+    assert_int_equal(run_cli("group add cligroup DDM-CLI-1", &out), 0);
+    free(out);
+    assert_int_equal(run_cli("group show cligroup", &out), 0);
+    assert_non_null(strstr(out, "DDM-CLI-1"));
+    free(out);
+    args = util_strdup_printf("asset-data put cli.json %s --type application/json", file);
+    assert_int_equal(run_cli(args, &out), 0);
+    assert_non_null(strstr(out, "sha256"));
+    free(out);
+    free(args);
+    assert_int_equal(run_cli("set unassign cliset --device DDM-CLI-1", &out), 0);
+    free(out);
+    assert_int_equal(run_cli("set delete cliset", &out), 0);
+    free(out);
+    assert_int_equal(run_cli("declaration delete cli-props", &out), 0);
+    free(out);
+    assert_int_not_equal(run_cli("declaration get cli-props", &out), 0);
+    free(out);
+    assert_int_not_equal(run_cli("set assign cliset", &out), 0); /* no target: usage error */
+    free(out);
+    unlink(file);
+    sim_free(&s);
+}
+
+/* DeviceInformation's IsSupervised is kept (schema 5). */
+static void test_supervision_recorded(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_enroll(&s, "DDM-SUP-1");
+    plist_t *c = plist_new_dict(), *inner = plist_new_dict();
+    plist_dict_set(inner, "RequestType", plist_new_string("DeviceInformation"));
+    plist_dict_set(c, "Command", inner);
+    plist_dict_set(c, "CommandUUID", plist_new_string("SUP-CMD-1"));
+    size_t len;
+    char *xml = plist_to_xml(c, &len);
+    plist_free(c);
+    assert_int_equal(testserver_api(&srv, "", "PUT", "/v1/enqueue/DDM-SUP-1?nopush=1", xml, len, NULL), 200);
+    free(xml);
+    devsim_reply_t r;
+    assert_int_equal(devsim_idle(s.d, &r), 0);
+    assert_string_equal(devsim_command_uuid(&r), "SUP-CMD-1");
+    devsim_reply_free(&r);
+    plist_t *extra = plist_new_dict(), *qr = plist_new_dict();
+    plist_dict_set(qr, "IsSupervised", plist_new_bool(1));
+    plist_dict_set(extra, "QueryResponses", qr);
+    assert_int_equal(devsim_report(s.d, "SUP-CMD-1", "Acknowledged", extra, &r), 0);
+    assert_int_equal(r.status, 200);
+    devsim_reply_free(&r);
+    /* Read it back from the database (WAL: a second reader is fine). */
+    char *url = util_strdup_printf("sqlite:%s/orchard.db", srv.dir);
+    char *err = NULL;
+    store_t *st = store_open(url, &err);
+    free(url);
+    assert_non_null(st);
+    enrollment_t e;
+    assert_int_equal(st->ops->enrollment_get(st, "DDM-SUP-1", &e), STORE_OK);
+    assert_int_equal(e.supervised, 1);
+    enrollment_free(&e);
+    store_close(st);
+    sim_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +937,8 @@ int main(void)
         cmocka_unit_test(test_asset_data),
         cmocka_unit_test(test_bad_declarations),
         cmocka_unit_test(test_bad_device_requests),
+        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_supervision_recorded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
