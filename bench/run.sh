@@ -30,3 +30,8 @@ if [ -x "$dir/bench/push_throughput" ]; then
     sh tools/install-deps.sh nghttp2-client || echo "(nghttp2-client not installed: no ceiling)"
     "$dir/bench/push_throughput" 100000
 fi
+if [ -x "$dir/bench/ddm_sync" ]; then
+    echo
+    echo "== DDM sync fan-out and manifest builds (100,000 devices)"
+    "$dir/bench/ddm_sync" 100000
+fi
