@@ -187,7 +187,7 @@ static int flatten(report_t *r, const json_t *obj, const char *prefix, int depth
         char name[DDM_STATUS_MAX_NAME + 1];
         int n = snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", key);
         if (n < 0 || (size_t)n >= sizeof name)
-            return fail(r, "status item name '%.64s...' is longer than %s octets", prefix, "256");
+            return fail(r, "status item name '%.64s...' is longer than %s octets", *prefix ? prefix : key, "256");
         if (strcmp(name, DECLARATIONS_ITEM) == 0) {
             if (parse_declarations(r, v) != 0)
                 return -1;

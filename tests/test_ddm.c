@@ -772,6 +772,24 @@ static void test_bad_device_requests(void **state)
                      400);
     assert_true(testserver_log_contains(&srv, "'_removed' in status item 'mdm.app' must be a boolean"));
     assert_int_equal(send_status(&s, "{\"StatusItems\":{},\"Errors\":[],\"FullReport\":\"yes\"}"), 400);
+    assert_int_equal(send_status(&s, "{\"StatusItems\":{\"device.model\":\"x\"},\"Errors\":[]}"), 400);
+    assert_true(testserver_log_contains(&srv, "status item segment 'device.model'"));
+    /* Nesting deeper than 16 levels of unknown names, and names over 256 octets. */
+    char deep[512] = "{\"StatusItems\":";
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "{\"x\":");
+    strcat(deep, "1");
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "}");
+    strcat(deep, ",\"Errors\":[]}");
+    assert_int_equal(send_status(&s, deep), 400);
+    assert_true(testserver_log_contains(&srv, "StatusItems nested deeper than 16 levels"));
+    char longname[700];
+    snprintf(longname, sizeof longname, "{\"StatusItems\":{\"a%0300d\":1},\"Errors\":[]}", 0);
+    assert_int_equal(send_status(&s, longname), 400);
+    assert_true(testserver_log_contains(&srv, "is longer than 256 octets"));
+    assert_int_equal(send_status(&s, "{\"StatusItems\":{},\"Errors\":[{\"Reasons\":[]}]}"), 400);
+    assert_int_equal(send_status(&s, "[1,2]"), 400);
     /* Over the 1 MiB limit: 413. */
     size_t big = 1024 * 1024 + 16;
     char *huge = malloc(big + 1);
