@@ -5,7 +5,10 @@
  * JSON: <integer> a JSON integer, <real> any JSON number, <boolean>
  * true/false, <string> a string, <data> a base64 string, <date> an ISO-8601
  * date-time string (YYYY-MM-DDTHH:MM:SS...), <dictionary> an object,
- * <array> an array, <any> anything.
+ * <array> an array, <any> anything. A <dictionary> whose schema lists no
+ * subkeys takes any keys (e.g. StatusReason details); an <array> without an
+ * item spec takes any items. Range, format and repetition rules of the YAML
+ * are not in ds_key_t and so not checked here.
  */
 #include "ddm_schema.h"
 
