@@ -45,6 +45,7 @@ enum {
     D_STATE_GET,
     D_CANDIDATES,
     D_CMD_EXISTS,
+    D_ENR_EXISTS,
     D_SYNC_PENDING,
     D_SYNC_TOKEN,
     D_SYNC_MARK,
@@ -174,6 +175,7 @@ static const char *const sql[D_COUNT_] = {
                      " ORDER BY e.id",
 
     [D_CMD_EXISTS] = "SELECT 1 FROM commands WHERE uuid = ?1",
+    [D_ENR_EXISTS] = "SELECT 1 FROM enrollments WHERE id = ?1",
     [D_SYNC_PENDING] = "SELECT " SYNC_PENDING_OF("st") " FROM ddm_state st WHERE enrollment_id = ?1",
     /* token_changed_at moves only when the token does: it is the
      * TokensResponse Timestamp, "when the token last changed". */
@@ -914,8 +916,15 @@ static int sync_one(sq_store *s, const command_t *cmd, const char *id, const cha
     if (pending)
         return STORE_OK;
 
-    if (*command_id == 0 && (rc = sq_command_insert(s, cmd, now, command_id)) != STORE_OK)
-        return rc;
+    if (*command_id == 0) {
+        /* Store the command only for a target that can take it. */
+        if (!(st = prep_texts(s, D_ENR_EXISTS, 1, id, NULL, NULL)))
+            return STORE_ERR;
+        if ((rc = exists(s, st, "looking up enrollment")) != STORE_OK)
+            return rc == STORE_NOTFOUND ? STORE_OK : rc;
+        if ((rc = sq_command_insert(s, cmd, now, command_id)) != STORE_OK)
+            return rc;
+    }
     int added = 0;
     if (sq_command_target_add(s, *command_id, cmd, id, now, &added) != STORE_OK)
         return STORE_ERR;
