@@ -36,7 +36,7 @@ FUZZ_SECONDS ?= 60
 
 .SECONDARY:
 
-.PHONY: all run test test-only bench fuzz valgrind valgrind-only deps test-deps clean
+.PHONY: all run test test-only bench fuzz valgrind valgrind-only deps test-deps clean schema-tables
 
 all: $(REL_DIR)/orchard
 
@@ -78,6 +78,25 @@ $(SAN_DIR)/orchard: $(SAN_DIR)/src/main.o $(SAN_LIB_OBJ)
 
 $(SAN_DIR)/tests/%: $(SAN_DIR)/tests/%.o $(SAN_SUP_OBJ) $(SAN_LIB_OBJ)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS) -lcmocka
+
+# ---- Apple schema tables -------------------------------------------------
+# src/ddm_schema_table.c is generated from apple/device-management and checked
+# in (building orchard does not need the YAML). `make schema-tables` rebuilds
+# it; test_ddm_schema runs the sanitizer build of the generator to check that
+# the checked-in file matches the schemas at ../shared.
+APPLE_SCHEMAS ?= ../shared/apple-device-management
+GEN_SCHEMA_OBJ := tools/gen_schema_tables.o tests/support/schema_check.o src/plist.o src/util.o
+
+$(REL_DIR)/tools/gen_schema_tables: $(addprefix $(REL_DIR)/,$(GEN_SCHEMA_OBJ))
+	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(SAN_DIR)/tools/gen_schema_tables: $(addprefix $(SAN_DIR)/,$(GEN_SCHEMA_OBJ))
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(SAN_DIR)/tests/test_ddm_schema: | $(SAN_DIR)/tools/gen_schema_tables
+
+schema-tables: $(REL_DIR)/tools/gen_schema_tables
+	$< $(APPLE_SCHEMAS) src/ddm_schema_table.c
 
 # ---- valgrind memcheck ----------------------------------------------------
 # A plain debug build (valgrind cannot run ASan binaries) of the server and of

@@ -405,6 +405,9 @@ static void key_free(schema_key_t *k)
     for (size_t i = 0; i < k->nrange; i++)
         free(k->rangelist[i]);
     free(k->rangelist);
+    for (size_t i = 0; i < k->nassettypes; i++)
+        free(k->assettypes[i]);
+    free(k->assettypes);
     free(k->format);
     for (size_t i = 0; i < k->nsub; i++)
         key_free(&k->sub[i]);
@@ -423,6 +426,31 @@ static int number_of(const ynode_t *y, double *out)
     if (*end)
         return -1;
     *out = d;
+    return 0;
+}
+
+/* A sequence of scalars (rangelist, assettypes) as a heap array of strings;
+ * an absent node leaves *out NULL. */
+static int scalar_list(yctx_t *c, const ynode_t *seq, const char *what, char ***out, size_t *n)
+{
+    if (!seq)
+        return 0;
+    if (seq->t != Y_SEQ) {
+        yfail(c, seq->line, "%s is not a sequence", what);
+        return -1;
+    }
+    if (!(*out = calloc(seq->n ? seq->n : 1, sizeof **out)))
+        return -1;
+    for (size_t i = 0; i < seq->n; i++) {
+        const char *v = yscalar(seq->vals[i]);
+        if (!v) {
+            yfail(c, seq->vals[i]->line, "%s item is not a scalar", what);
+            return -1;
+        }
+        if (!((*out)[*n] = strdup(v)))
+            return -1;
+        (*n)++;
+    }
     return 0;
 }
 
@@ -452,22 +480,9 @@ static int key_from(yctx_t *c, const ynode_t *m, schema_key_t *k, int depth)
     const char *format = yscalar(yget(m, "format"));
     if (format)
         k->format = strdup(format);
-    const ynode_t *rl = yget(m, "rangelist");
-    if (rl) {
-        if (rl->t != Y_SEQ) {
-            yfail(c, rl->line, "rangelist is not a sequence");
-            return -1;
-        }
-        k->rangelist = calloc(rl->n ? rl->n : 1, sizeof *k->rangelist);
-        for (size_t i = 0; k->rangelist && i < rl->n; i++) {
-            const char *v = yscalar(rl->vals[i]);
-            if (!v) {
-                yfail(c, rl->vals[i]->line, "rangelist item is not a scalar");
-                return -1;
-            }
-            k->rangelist[k->nrange++] = strdup(v);
-        }
-    }
+    if (scalar_list(c, yget(m, "rangelist"), "rangelist", &k->rangelist, &k->nrange) != 0 ||
+        scalar_list(c, yget(m, "assettypes"), "assettypes", &k->assettypes, &k->nassettypes) != 0)
+        return -1;
     const ynode_t *range = yget(m, "range");
     if (range) {
         k->has_min = number_of(yget(range, "min"), &k->min) == 0;
@@ -522,7 +537,36 @@ void schema_free(schema_t *s)
     free(s->keys);
     free(s->path);
     free(s->payloadtype);
+    free(s->requesttype);
+    free(s->declarationtype);
+    free(s->statusitemtype);
+    for (int i = 0; i < SCHEMA_NOS; i++)
+        free(s->introduced[i]);
     free(s);
+}
+
+const char *const schema_os_names[SCHEMA_NOS] = {"iOS", "macOS", "tvOS", "visionOS", "watchOS"};
+
+/* strdup of an optional scalar: 0 when absent or copied, -1 on allocation failure. */
+static int dup_opt(const char *v, char **out)
+{
+    *out = v ? strdup(v) : NULL;
+    return v && !*out ? -1 : 0;
+}
+
+/* The file-level facts of payload: its type names and supportedOS.*.introduced. */
+static int payload_facts(const ynode_t *payload, schema_t *s)
+{
+    const ynode_t *os = yget(payload, "supportedOS");
+    s->has_supported_os = os != NULL;
+    for (int i = 0; i < SCHEMA_NOS; i++)
+        if (dup_opt(yscalar(yget(yget(os, schema_os_names[i]), "introduced")), &s->introduced[i]) != 0)
+            return -1;
+    return dup_opt(yscalar(yget(payload, "requesttype")), &s->requesttype) != 0 ||
+                   dup_opt(yscalar(yget(payload, "declarationtype")), &s->declarationtype) != 0 ||
+                   dup_opt(yscalar(yget(payload, "statusitemtype")), &s->statusitemtype) != 0
+               ? -1
+               : 0;
 }
 
 schema_t *schema_load(const char *path, char *err, size_t errlen)
@@ -553,7 +597,7 @@ schema_t *schema_load(const char *path, char *err, size_t errlen)
             s->payloadtype = pt ? strdup(pt) : NULL;
             /* A schema may legitimately have no keys (commands without
              * parameters). */
-            if (keys && keys_from(&c, keys, &s->keys, &s->nkeys, 0) != 0) {
+            if (payload_facts(payload, s) != 0 || (keys && keys_from(&c, keys, &s->keys, &s->nkeys, 0) != 0)) {
                 schema_free(s);
                 s = NULL;
             }

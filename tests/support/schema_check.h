@@ -10,6 +10,8 @@
  *     rangelist: [allowed values]      range: {min, max}      format: regex
  *     repetition: {min, max}           (on an array's item: the array's length)
  *     subkeys: [...]  dictionary keys ("ANY" = any key), or an array's item
+ *     assettypes: [asset declaration types the value refers to] (declarations)
+ *   payload.supportedOS: { iOS: { introduced: '17.0' }, ..., watchOS: {...} }
  * A small YAML reader handles exactly what these files use: block mappings
  * and sequences, plain/quoted/multi-line and block scalars, anchors and
  * aliases; anything else is a load error, never silently skipped.
@@ -35,13 +37,24 @@ struct schema_key {
     double min, max;
     char *format;
     int rep_min, rep_max; /* -1 when not given */
+    char **assettypes;    /* declarations: the value names asset declarations of these types */
+    size_t nassettypes;
     schema_key_t *sub;
     size_t nsub;
 };
 
+/* The operating systems of supportedOS, in this order. */
+enum { SCHEMA_IOS, SCHEMA_MACOS, SCHEMA_TVOS, SCHEMA_VISIONOS, SCHEMA_WATCHOS, SCHEMA_NOS };
+extern const char *const schema_os_names[SCHEMA_NOS]; /* "iOS", "macOS", ... as the YAML spells them */
+
 typedef struct {
     char *path;
-    char *payloadtype; /* payload.payloadtype, or payload.requesttype for commands */
+    char *payloadtype;     /* payload.payloadtype, or payload.requesttype for commands */
+    char *requesttype;     /* payload.requesttype (commands, check-in, DDM protocol); NULL if absent */
+    char *declarationtype; /* payload.declarationtype (declarations); NULL if absent */
+    char *statusitemtype;  /* payload.statusitemtype (status items); NULL if absent */
+    int has_supported_os;  /* payload.supportedOS present */
+    char *introduced[SCHEMA_NOS]; /* payload.supportedOS.<OS>.introduced ("n/a" included); NULL if absent */
     schema_key_t *keys;
     size_t nkeys;
 } schema_t;
