@@ -4,6 +4,7 @@
 
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
+#include "cli_watch.h"
 #include "serve.h"
 
 #ifndef ORCHARD_VERSION
@@ -24,6 +25,8 @@ static void usage(FILE *out)
                  "  admission  allow or deny serial numbers/UDIDs (--admission known)\n"
                  "  challenge  create a one-time SCEP challenge\n"
                  "  renew      queue renewed enrollment profiles for expiring identities\n"
+                 "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
+                 "  watches    the Apple Watches enrolled through an iPhone\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -43,6 +46,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "profile") == 0 || strcmp(cmd, "certs") == 0 || strcmp(cmd, "admission") == 0 ||
         strcmp(cmd, "challenge") == 0 || strcmp(cmd, "renew") == 0)
         return cli_enroll_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "watch-enrollment") == 0 || strcmp(cmd, "watches") == 0)
+        return cli_watch_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
