@@ -85,6 +85,7 @@ typedef struct {
     const char ***kinds;
     const char ***assettypes;
     size_t *nrefs;
+    size_t cap; /* entries allocated in the three arrays */
     char *err;
     size_t errlen;
 } check_t;
@@ -96,33 +97,92 @@ typedef struct {
     int configurations;
 } refspec_t;
 
+/* Appends one reference. The arrays grow geometrically (cap counts what is
+ * allocated; the caller's arrays are taken as exactly full), so a payload
+ * naming many identifiers costs linear time; duplicates are removed once at
+ * the end (dedupe_refs). */
 static int add_ref(check_t *c, const char *id, const char *kind, const char *assettypes)
 {
     if (!c->refs || !c->kinds || !c->assettypes || !c->nrefs)
         return 0;
-    /* One entry per referenced declaration, however often it is named. */
-    for (size_t i = 0; i < *c->nrefs; i++)
-        if (strcmp((*c->refs)[i], id) == 0 && strcmp((*c->kinds)[i], kind) == 0)
-            return 0;
     size_t n = *c->nrefs;
-    char **refs = realloc(*c->refs, (n + 1) * sizeof *refs);
-    if (refs)
-        *c->refs = refs;
-    const char **kinds = refs ? realloc(*c->kinds, (n + 1) * sizeof *kinds) : NULL;
-    if (kinds)
-        *c->kinds = kinds;
-    const char **types = kinds ? realloc(*c->assettypes, (n + 1) * sizeof *types) : NULL;
-    if (types)
-        *c->assettypes = types;
-    char *copy = types ? strdup(id) : NULL;
-    if (!copy) {
+    if (n == c->cap) {
+        size_t cap = n < 8 ? 8 : 2 * n;
+        char **refs = realloc(*c->refs, cap * sizeof *refs);
+        if (refs)
+            *c->refs = refs;
+        const char **kinds = refs ? realloc(*c->kinds, cap * sizeof *kinds) : NULL;
+        if (kinds)
+            *c->kinds = kinds;
+        const char **types = kinds ? realloc(*c->assettypes, cap * sizeof *types) : NULL;
+        if (types)
+            *c->assettypes = types;
+        if (!types) {
+            util_set_err(c->err, c->errlen, "out of memory");
+            return -1;
+        }
+        c->cap = cap;
+    }
+    if (!((*c->refs)[n] = strdup(id))) {
         util_set_err(c->err, c->errlen, "out of memory");
         return -1;
     }
-    refs[n] = copy;
-    kinds[n] = kind;
-    types[n] = assettypes;
+    (*c->kinds)[n] = kind;
+    (*c->assettypes)[n] = assettypes;
     *c->nrefs = n + 1;
+    return 0;
+}
+
+typedef struct {
+    const char *id, *kind;
+    size_t index;
+} ref_order_t;
+
+static int cmp_ref_order(const void *a, const void *b)
+{
+    const ref_order_t *x = a, *y = b;
+    int d = strcmp(x->id, y->id);
+    if (!d)
+        d = strcmp(x->kind, y->kind);
+    return d ? d : (x->index > y->index) - (x->index < y->index);
+}
+
+/* One entry per referenced declaration (identifier and kind), however often
+ * the payload names it; the first occurrence stays, order is kept. */
+static int dedupe_refs(check_t *c)
+{
+    if (!c->refs || !c->kinds || !c->assettypes || !c->nrefs)
+        return 0;
+    size_t n = *c->nrefs;
+    if (n < 2)
+        return 0;
+    ref_order_t *order = malloc(n * sizeof *order);
+    unsigned char *drop = calloc(n, 1);
+    if (!order || !drop) {
+        free(order);
+        free(drop);
+        util_set_err(c->err, c->errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (ref_order_t){(*c->refs)[i], (*c->kinds)[i], i};
+    qsort(order, n, sizeof *order, cmp_ref_order);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(order[i].id, order[i - 1].id) == 0 && strcmp(order[i].kind, order[i - 1].kind) == 0)
+            drop[order[i].index] = 1;
+    free(order);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (drop[i]) {
+            free((*c->refs)[i]);
+            continue;
+        }
+        (*c->refs)[kept] = (*c->refs)[i];
+        (*c->kinds)[kept] = (*c->kinds)[i];
+        (*c->assettypes)[kept++] = (*c->assettypes)[i];
+    }
+    free(drop);
+    *c->nrefs = kept;
     return 0;
 }
 
@@ -285,14 +345,14 @@ static int check_object(check_t *c, const ds_key_t *keys, size_t nkeys, const js
 int ddm_schema_check(const char *type, const json_t *payload, char ***refs, const char ***ref_kinds,
                      const char ***ref_assettypes, size_t *nrefs, char *err, size_t errlen)
 {
-    check_t c = {type, refs, ref_kinds, ref_assettypes, nrefs, err, errlen};
+    check_t c = {type, refs, ref_kinds, ref_assettypes, nrefs, nrefs ? *nrefs : 0, err, errlen};
     const ds_declaration_t *d = ddm_schema_find(type);
     if (!d)
         return fail(&c, "unknown declaration type '%.200s'", type ? type : "");
     if (!json_is_object(payload))
         return fail(&c, "Payload for %s must be an object", type);
     size_t before = nrefs ? *nrefs : 0;
-    if (check_object(&c, d->keys, d->nkeys, payload, "Payload") == 0)
+    if (check_object(&c, d->keys, d->nkeys, payload, "Payload") == 0 && dedupe_refs(&c) == 0)
         return 0;
     /* An invalid payload references nothing: drop what this call added. */
     if (refs && *refs && nrefs) {
