@@ -587,6 +587,8 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
         return;
     if (admin_watch_handle(w, req, p, resp))
         return;
+    if (admin_ddm_handle(w, req, p, resp))
+        return;
     if (strncmp(p, "enqueue/", 8) == 0)
         api_enqueue(w, req, p + 8, resp);
     else if (strcmp(p, "push-status") == 0 && req->method == HTTP_M_GET)

@@ -62,5 +62,13 @@ int admin_enroll_handle(worker_t *w, const http_request_t *req, const char *sub,
  * returns 1 when it handled the request). */
 void watch_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 int admin_watch_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+/* Declarative device management: admin calls under /v1/declarations,
+ * /v1/sets, /v1/groups, /v1/asset-data, /v1/ddm and the DDM views of
+ * /v1/devices/{id} (admin_ddm.c; 1 if it handled the path); device asset
+ * data downloads GET /mdm/assets/<name> (mdm_asset.c). */
+int admin_ddm_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+void mdm_asset_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* Asset data names: [A-Za-z0-9._-], 1..128 characters, not "." or "..". */
+int mdm_asset_name_valid(const char *name);
 
 #endif

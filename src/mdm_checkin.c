@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "ddm.h"
 #include "log.h"
 #include "mdm_auth.h"
 #include "mdm_checkin.h"
@@ -149,6 +150,12 @@ static void checkin_token_update(worker_t *w, const http_request_t *req, mdm_mes
         storage_failed(w, resp);
         return;
     }
+    /* A new (or re-enrolled) channel gets the declarations already assigned
+     * to it, e.g. through an "all" set. Not fatal: the next ddm_sync or
+     * TokenUpdate catches up. */
+    char err[256];
+    if (ddm_sync_enrollment(s, w->app->pusher, m->id, err, sizeof err) != 0)
+        log_warn("DDM sync after TokenUpdate of %s failed: %s", m->id, err);
     http_reply(resp, 200, NULL, NULL, 0);
 }
 

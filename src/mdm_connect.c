@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "ddm.h"
 #include "log.h"
 #include "mdm_auth.h"
 #include "mdm_message.h"
@@ -65,6 +66,21 @@ static int check_active(worker_t *w, const mdm_message_t *m, const enrollment_t 
         return 401;
     }
     return 0;
+}
+
+/* A DeviceInformation answer carrying QueryResponses.IsSupervised tells
+ * whether the device is supervised; keep it (some settings need it). */
+static void record_supervision(worker_t *w, const mdm_message_t *m, int64_t now)
+{
+    store_t *s = w->store;
+    if (m->user_channel || strcmp(m->status, "Acknowledged") != 0 || !s->ops->enrollment_set_supervised)
+        return;
+    const plist_t *q = plist_dict_get(m->root, "QueryResponses");
+    const plist_t *sup = q ? plist_dict_get(q, "IsSupervised") : NULL;
+    if (!sup || plist_type(sup) != PLIST_BOOL)
+        return;
+    if (s->ops->enrollment_set_supervised(s, m->device_id, plist_bool(sup), now) == STORE_ERR)
+        log_warn("cannot record supervision of %s: %s", m->device_id, s->ops->errmsg(s));
 }
 
 void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp)
@@ -145,6 +161,17 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     if (!idle && !applied)
         log_info("result %s for command %.64s ignored: not pending for %s (repeat or unknown)", m->status,
                  m->command_uuid, m->id);
+    if (applied)
+        record_supervision(w, m, now);
+    /* A DDM sync command is stored without Data; it gets the channel's
+     * current tokens now, so however many changes were coalesced into it
+     * the device sees the latest DeclarationsToken. */
+    if (rc == STORE_OK && ddm_command_for_device(s, m->id, &next) != 0) {
+        command_free(&next);
+        http_refuse(resp, 503, 0, "storage error preparing the DeclarativeManagement command: %s",
+                    s->ops->errmsg(s));
+        return;
+    }
     char type[96];
     if (rc == STORE_OK) {
         snprintf(type, sizeof type, "%s next=%s", m->status, next.request_type);

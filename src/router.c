@@ -46,6 +46,8 @@ void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
     } else if (strcmp(p, "/mdm") == 0) {
         if (device_method_ok(req, resp))
             mdm_single_url_handle(w, req, resp);
+    } else if (strncmp(p, "/mdm/assets/", 12) == 0) {
+        mdm_asset_handle(w, req, resp);
     } else if (strncmp(p, "/v1/", 4) == 0) {
         admin_api_handle(w, req, resp);
     } else if (strcmp(p, "/scep") == 0 || strncmp(p, "/scep/", 6) == 0) {

@@ -74,4 +74,47 @@ char *devsim_plist_xml(const plist_t *p, size_t *len);
 const char *devsim_command_uuid(const devsim_reply_t *r);
 const char *devsim_request_type(const devsim_reply_t *r);
 
+/* ---- Declarative device management (DDM) client ----------------------------
+ *
+ * The device's side of DDM: a declaration store (Identifier → ServerToken and
+ * the declaration JSON as fetched) and the DeclarationsToken of the last
+ * manifest, per devsim (one channel). The sync loop is Apple's:
+ * tokens (or the Data of a DeclarativeManagement command) → compare with the
+ * stored DeclarationsToken → declaration-items → fetch new and changed
+ * declarations (404: drop it), drop those missing from the manifest → a
+ * status report (FullReport) with management.declarations for what it holds
+ * (active, "valid" unless a failure was set) and a few device status items. */
+
+/* Speak for a user channel (UserID + UserShortName + UserLongName on every
+ * check-in and connect message); NULL = device channel (default). */
+void devsim_set_user_channel(devsim_t *d, const char *user_id, const char *short_name);
+
+typedef struct {
+    int token_changed; /* the DeclarationsToken differed from the stored one */
+    int fetched;       /* declarations fetched (new or changed) */
+    int removed;       /* declarations dropped */
+    long status;       /* HTTP status of the status report (0 if none sent) */
+} devsim_ddm_result_t;
+
+/* One DeclarativeManagement check-in; r->body holds the JSON answer. Data
+ * (may be NULL) is sent as the message's Data. Returns the HTTP status. */
+long devsim_ddm_checkin(devsim_t *d, const char *endpoint, const void *data, size_t len, devsim_reply_t *r);
+/* The client loop. tokens_json: a TokensResponse (a command's Data), or NULL
+ * to ask the server (Endpoint tokens). 0, or -1 on a protocol failure. */
+int devsim_ddm_sync(devsim_t *d, const char *tokens_json, devsim_ddm_result_t *res);
+/* If r carries a DeclarativeManagement command: runs the loop with its Data
+ * (if any), acknowledges the command and puts the server's answer in *next;
+ * returns 1. 0 if r carries another command (nothing done), -1 on failure. */
+int devsim_ddm_handle_command(devsim_t *d, const devsim_reply_t *r, devsim_ddm_result_t *res, devsim_reply_t *next);
+/* Reports the declaration as failed in later status reports (active false,
+ * valid "invalid", one reason with `code`); code NULL clears it. */
+void devsim_ddm_set_failure(devsim_t *d, const char *identifier, const char *code);
+
+/* The store: count, and per identifier the ServerToken / JSON held (NULL if
+ * not held). devsim_ddm_token: DeclarationsToken of the last manifest. */
+size_t devsim_ddm_count(const devsim_t *d);
+const char *devsim_ddm_server_token(const devsim_t *d, const char *identifier);
+const char *devsim_ddm_json(const devsim_t *d, const char *identifier);
+const char *devsim_ddm_token(const devsim_t *d);
+
 #endif
