@@ -496,7 +496,8 @@ static void api_device(worker_t *w, const http_request_t *req, const char *rest,
         watch_pairing_t wp;
         int wrc = s->ops->watch_pairing_get && e.udid ? s->ops->watch_pairing_get(s, e.udid, &wp) : STORE_NOTFOUND;
         json_object_set_new(o, "paired_phone", wrc == STORE_OK ? json_string(wp.phone_udid) : json_null());
-        json_object_set_new(o, "watch_pairing_state", wrc == STORE_OK ? json_string(wp.state) : json_null());
+        json_object_set_new(o, "watch_pairing_state",
+                            wrc == STORE_OK ? json_string(watch_pairing_state(s, &wp)) : json_null());
         if (wrc == STORE_OK)
             watch_pairing_free(&wp);
         http_reply_json(resp, 200, o);

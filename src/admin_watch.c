@@ -213,9 +213,10 @@ static void watch_enrollment_set(worker_t *w, const http_request_t *req, const c
 
 static int collect_pairing(void *ctx, const watch_pairing_t *p)
 {
-    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:o,s:o}", "watch_udid", p->watch_udid, "phone_udid",
+    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:o,s:o,s:I}", "watch_udid", p->watch_udid, "phone_udid",
                                          p->phone_udid, "state", p->state, "paired_at", api_json_time(p->paired_at),
-                                         "updated_at", api_json_time(p->updated_at)));
+                                         "updated_at", api_json_time(p->updated_at), "paired_at_unix",
+                                         (json_int_t)p->paired_at));
     return 0;
 }
 
@@ -227,6 +228,19 @@ static void phone_watches(worker_t *w, const char *phone, http_response_t *resp)
         json_decref(arr);
         http_refuse(resp, 503, 1, "storage error: %s", s->ops->phone_watches ? s->ops->errmsg(s) : "not supported");
         return;
+    }
+    /* After the listing (its callback must not use the handle): the shown
+     * state says "phone_gone" once the phone has checked out. */
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        watch_pairing_t p = {.watch_udid = (char *)json_string_value(json_object_get(o, "watch_udid")),
+                             .phone_udid = (char *)phone,
+                             .state = (char *)json_string_value(json_object_get(o, "state"))};
+        p.paired_at = (int64_t)json_integer_value(json_object_get(o, "paired_at_unix"));
+        json_object_set_new(o, "state", json_string(watch_pairing_state(s, &p)));
+        json_object_del(o, "paired_at_unix");
     }
     http_reply_json(resp, 200, json_pack("{s:s,s:o}", "phone", phone, "watches", arr));
 }

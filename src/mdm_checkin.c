@@ -49,7 +49,6 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
         }
     }
     enrollment_t cur;
-    int reenroll = 0; /* an enrollment that exists but is not active enrolls again */
     rc = s->ops->enrollment_get(s, m->device_id, &cur);
     if (rc == STORE_ERR) {
         storage_failed(w, resp);
@@ -64,7 +63,6 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
          * could take over an enrolled UDID with a forged Authenticate. */
         int rebind = cur.cert_sha256 && strcmp(cur.cert_sha256, ident->sha256) != 0;
         int active = strcmp(cur.state, ENR_STATE_ACTIVE) == 0;
-        reenroll = !active;
         enrollment_free(&cur);
         if (rebind && active) {
             issued_cert_t issued;
@@ -105,11 +103,8 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
         storage_failed(w, resp);
         return;
     }
-    /* Apple Watch: a paired watch is now enrolled; a phone enrolling again
-     * no longer vouches for the watches it paired before. */
+    /* Apple Watch: a paired watch is now enrolled. */
     watch_on_authenticate(s, m->device_id);
-    if (reenroll)
-        watch_on_phone_gone(s, m->device_id, "re-enrolled");
     http_reply(resp, 200, NULL, NULL, 0);
 }
 

@@ -34,8 +34,14 @@ int watch_is_watch(store_t *s, const enrollment_t *e);
  * either way). */
 void watch_on_authenticate(store_t *s, const char *udid);
 
-/* After a phone's CheckOut: each of its watches gets the pairing state
- * "phone_gone" and a "phone_unenrolled" event. Logged, never fatal. */
+/* After a phone's CheckOut: each of its watches gets a "phone_unenrolled"
+ * event ({"phone_udid", "reason"}). Logged, never fatal. */
 void watch_on_phone_gone(store_t *s, const char *phone, const char *why);
+
+/* The state shown for a pairing: the stored "profile_issued" / "enrolled",
+ * or "phone_gone" when the phone has checked out since the pairing was made
+ * (or its enrollment no longer exists). The store keeps only the first two
+ * states (store.h), so this one is derived from the phone's checked_out_at. */
+const char *watch_pairing_state(store_t *s, const watch_pairing_t *p);
 
 #endif

@@ -113,8 +113,6 @@ typedef struct {
 static int collect_watch(void *ctx, const watch_pairing_t *p)
 {
     watch_list_t *l = ctx;
-    if (strcmp(p->state, WATCH_PAIR_PHONE_GONE) == 0)
-        return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 4;
         char **v = realloc(l->watches, cap * sizeof *v);
@@ -134,7 +132,9 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
     if (!s->ops->phone_watches)
         return;
     /* Collected first: phone_watches' callback runs inside the read and
-     * must not write through the same handle. */
+     * must not write through the same handle. The pairing rows are not
+     * rewritten: "phone_gone" is derived from the phone's CheckOut time
+     * (watch_pairing_state), which the store keeps anyway. */
     watch_list_t l = {0};
     if (s->ops->phone_watches(s, phone, collect_watch, &l) != STORE_OK)
         log_warn("phone %s: cannot list its watches after %s: %s", phone, why, s->ops->errmsg(s));
@@ -143,8 +143,7 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
         json_t *d = json_pack("{s:s,s:s}", "phone_udid", phone, "reason", why);
         char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
-        if (s->ops->watch_pair_state(s, l.watches[i], WATCH_PAIR_PHONE_GONE, now) != STORE_OK ||
-            s->ops->event_add(s, l.watches[i], "phone_unenrolled", detail ? detail : "{}", now) != STORE_OK)
+        if (s->ops->event_add(s, l.watches[i], "phone_unenrolled", detail ? detail : "{}", now) != STORE_OK)
             log_warn("watch %s: cannot flag it after its phone %s left: %s", l.watches[i], phone,
                      s->ops->errmsg(s));
         else
@@ -154,4 +153,20 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
         free(l.watches[i]);
     }
     free(l.watches);
+}
+
+const char *watch_pairing_state(store_t *s, const watch_pairing_t *p)
+{
+    enrollment_t phone;
+    int rc = s->ops->enrollment_get(s, p->phone_udid, &phone);
+    if (rc == STORE_ERR)
+        return p->state;
+    /* Gone: the phone record is gone, the phone is not active (checked
+     * out), or it checked out after this pairing was made and enrolled
+     * again since (a re-enrolled phone vouches for no earlier watch). */
+    int gone = rc == STORE_NOTFOUND || strcmp(phone.state, ENR_STATE_ACTIVE) != 0 ||
+               phone.checked_out_at > p->paired_at;
+    if (rc == STORE_OK)
+        enrollment_free(&phone);
+    return gone ? WATCH_PAIR_PHONE_GONE : p->state;
 }
