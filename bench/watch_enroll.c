@@ -9,7 +9,13 @@
  *   watch: complete watch enrollments — the watch's MachineInfo POST (403 +
  *          security token), the phone's GetToken, the watch's POST with
  *          PAIRING_TOKEN (signed profile with a one-time SCEP challenge).
- *          MachineInfo signing (P-256, client side) is inside the timing.
+ *          MachineInfo signing (P-256, client side) is inside the timing, and
+ *          each watch POST opens a new TLS connection, as a watch does; the
+ *          server side is five durable writes (security token, bind,
+ *          challenge, consume, pairing) and one CMS-signed profile.
+ * Measured on the shared 2-core box (4 threads, 400 watches): 65.6
+ * enrollments/s (p50 60 ms, p99 123 ms) against 2,698 Idle round trips/s
+ * in the same run.
  * Reports enrollments/s and p50/p99 per enrollment, and idle round trips/s.
  * Usage: watch_enroll [--threads T] [--watches N] (N per thread), with
  * ORCHARD_BIN pointing at the server binary.
