@@ -13,11 +13,13 @@
 
 #include "api_json.h"
 #include "app.h"
+#include "ddm_schema.h"
 #include "log.h"
 #include "mdm_message.h"
 #include "plist.h"
 #include "plist_json.h"
 #include "util.h"
+#include "watch.h"
 
 #define MAX_TARGETS 10000
 
@@ -134,6 +136,81 @@ static void push_one(worker_t *w, const char *id, json_t *entry)
     enrollment_free(&e);
 }
 
+/* ---- Apple Watch targets ------------------------------------------------------------ */
+
+/* What in this command watchOS cannot run: the RequestType, or a payload
+ * type inside an InstallProfile's (unsigned) profile. NULL when all is
+ * supported or unknown to Apple's schema (new names are let through).
+ * *note is set when an InstallProfile payload could not be read (signed). */
+static const char *watch_unsupported(const plist_t *inner, const char *rtype, char *what, size_t len,
+                                     const char **note)
+{
+    *note = NULL;
+    if (mdm_command_on_watchos(rtype) == 0) {
+        snprintf(what, len, "command %s", rtype);
+        return what;
+    }
+    if (strcmp(rtype, "InstallProfile") != 0)
+        return NULL;
+    size_t plen = 0;
+    const unsigned char *pdata = plist_data(plist_dict_get(inner, "Payload"), &plen);
+    plist_t *profile = pdata && plen ? plist_parse((const char *)pdata, plen, NULL, 0) : NULL;
+    if (!profile) {
+        *note = "the profile is signed or not a plist: its payload types were not checked against watchOS";
+        return NULL;
+    }
+    const plist_t *content = plist_dict_get(profile, "PayloadContent");
+    const char *found = NULL;
+    for (size_t i = 0; !found && i < plist_array_size(content); i++) {
+        const char *t = plist_dict_get_string(plist_array_get(content, i), "PayloadType");
+        if (t && mdm_payload_on_watchos(t) == 0) {
+            snprintf(what, len, "profile payload %.100s", t);
+            found = what;
+        }
+    }
+    plist_free(profile);
+    return found;
+}
+
+/* Refuses (400, 1 returned) a command that watchOS does not support when a
+ * target is an Apple Watch; enrollments are only looked up when the
+ * command has something a watch cannot run. */
+static int refuse_on_watches(worker_t *w, const plist_t *cmd, const plist_t *inner, const char *rtype,
+                             char *const *ids, int n, http_response_t *resp)
+{
+    (void)cmd;
+    char what[160];
+    const char *note = NULL;
+    const char *bad = watch_unsupported(inner, rtype, what, sizeof what, &note);
+    if (note)
+        log_info("enqueue %s: %s", rtype, note);
+    if (!bad)
+        return 0;
+    store_t *s = w->store;
+    for (int i = 0; i < n; i++) {
+        enrollment_t e;
+        int rc = s->ops->enrollment_get(s, ids[i], &e);
+        if (rc == STORE_NOTFOUND)
+            continue;
+        if (rc != STORE_OK) {
+            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+            return 1;
+        }
+        int watch = watch_is_watch(s, &e);
+        enrollment_free(&e);
+        if (watch < 0) {
+            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
+            return 1;
+        }
+        if (watch) {
+            http_refuse(resp, 400, 1, "%s is not supported on watchOS and %.100s is an Apple Watch; nothing queued",
+                        bad, ids[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- NanoMDM-compatible calls ------------------------------------------------ */
 
 static void api_enqueue(worker_t *w, const http_request_t *req, const char *idlist, http_response_t *resp)
@@ -168,6 +245,8 @@ static void api_enqueue(worker_t *w, const http_request_t *req, const char *idli
     }
     HTTP_LOG(resp, log_type, rtype);
     HTTP_LOG(resp, log_id, uuid);
+    if (refuse_on_watches(w, cmd, inner, rtype, ids, n, resp))
+        goto out;
 
     command_t c = {.uuid = (char *)uuid,
                    .request_type = (char *)rtype,
@@ -412,7 +491,16 @@ static void api_device(worker_t *w, const http_request_t *req, const char *rest,
         return;
     }
     if (*sub == '\0' && req->method == HTTP_M_GET) {
-        http_reply_json(resp, 200, enrollment_json(&e));
+        json_t *o = enrollment_json(&e);
+        /* Apple Watch: the phone it enrolled through (null otherwise). */
+        watch_pairing_t wp;
+        int wrc = s->ops->watch_pairing_get && e.udid ? s->ops->watch_pairing_get(s, e.udid, &wp) : STORE_NOTFOUND;
+        json_object_set_new(o, "paired_phone", wrc == STORE_OK ? json_string(wp.phone_udid) : json_null());
+        json_object_set_new(o, "watch_pairing_state",
+                            wrc == STORE_OK ? json_string(watch_pairing_state(s, &wp)) : json_null());
+        if (wrc == STORE_OK)
+            watch_pairing_free(&wp);
+        http_reply_json(resp, 200, o);
     } else if (strcmp(sub, "commands") == 0 && req->method == HTTP_M_GET) {
         char pend[8], lim[16];
         int pending_only = http_query(req, "pending", pend, sizeof pend) && strcmp(pend, "0") != 0;
@@ -497,6 +585,8 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
     }
     const char *p = req->path + 4; /* after "/v1/" */
     if (admin_enroll_handle(w, req, p, resp))
+        return;
+    if (admin_watch_handle(w, req, p, resp))
         return;
     if (admin_ddm_handle(w, req, p, resp))
         return;

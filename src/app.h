@@ -27,6 +27,10 @@ typedef struct {
     const char *push_topic;  /* from the push certificate or --push-topic; NULL if neither */
     const char *enroll_secret;
     identity_verifier_t *machineinfo_verifier; /* NULL: POST /enroll is closed */
+    /* Apple Watch pairing (pairing.h): the HMAC key from DATA_DIR/pairing.key
+     * and the organization id (hex SHA-256 of ca_cert) tokens carry. */
+    unsigned char pairing_key[32];
+    char org_id[65];
 } app_t;
 
 typedef struct {
@@ -53,6 +57,11 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
 void scep_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 void enroll_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 int admin_enroll_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+/* Apple Watch enrollment: POST /enroll/watch (watch_http.c); admin calls
+ * .../watch-enrollment and /v1/devices/{phone}/watches (admin_watch.c;
+ * returns 1 when it handled the request). */
+void watch_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+int admin_watch_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 /* Declarative device management: admin calls under /v1/declarations,
  * /v1/sets, /v1/groups, /v1/asset-data, /v1/ddm and the DDM views of
  * /v1/devices/{id} (admin_ddm.c; 1 if it handled the path); device asset

@@ -44,6 +44,7 @@ enum {
     OPT_REPUSH_AFTER,
     OPT_INACTIVE_AFTER,
     OPT_ORG_NAME,
+    OPT_WATCH_TOKEN_TTL,
     OPT_HELP
 };
 
@@ -121,6 +122,8 @@ static const struct setting {
     {"push-topic", 1, OPT_PUSH_TOPIC, "ORCHARD_PUSH_TOPIC", "TOPIC",
      "push topic for profiles, overriding the one read from the push certificate"},
     {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
+    {"watch-token-ttl", 1, OPT_WATCH_TOKEN_TTL, "ORCHARD_WATCH_TOKEN_TTL", "SECONDS",
+     "lifetime of Apple Watch security and pairing tokens (default 600)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -312,6 +315,11 @@ static int apply(config_t *c, const struct setting *s, const char *v)
         set_str(&c->push_topic, v);
         break;
     case OPT_ORG_NAME: set_str(&c->org_name, v); break;
+    case OPT_WATCH_TOKEN_TTL:
+        if (parse_long(s->flag, v, 1, 86400, &n))
+            return -1;
+        c->watch_token_ttl = n;
+        break;
     default: break;
     }
     return 0;
@@ -336,6 +344,7 @@ int config_parse(config_t *c, int argc, char **argv)
     c->push_attempts = 5;
     c->repush_after = 24L * 3600;
     c->inactive_after = 30L * 86400;
+    c->watch_token_ttl = 600;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;

@@ -43,6 +43,7 @@ typedef struct {
     long repush_after;        /* seconds of silence before an active device is pushed again (0 = never) */
     long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
+    long watch_token_ttl;     /* seconds a watch security token / pairing token stays valid, default 600 */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,

@@ -5,6 +5,7 @@
 #include "cli_ddm.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
+#include "cli_watch.h"
 #include "serve.h"
 
 #ifndef ORCHARD_VERSION
@@ -30,6 +31,8 @@ static void usage(FILE *out)
                  "  group      device groups (for set assignments): add, remove, show\n"
                  "  device-ddm a device's effective declarations, reported state and status items\n"
                  "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
+                 "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
+                 "  watches    the Apple Watches enrolled through an iPhone\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -52,6 +55,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "declaration") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "group") == 0 ||
         strcmp(cmd, "device-ddm") == 0 || strcmp(cmd, "asset-data") == 0)
         return cli_ddm_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "watch-enrollment") == 0 || strcmp(cmd, "watches") == 0)
+        return cli_watch_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -15,6 +15,7 @@
 #include "mdm_checkin.h"
 #include "mdm_message.h"
 #include "util.h"
+#include "watch.h"
 
 typedef void (*checkin_fn)(worker_t *w, const http_request_t *req, mdm_message_t *m, const mdm_identity_t *ident,
                            http_response_t *resp);
@@ -102,6 +103,8 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
         storage_failed(w, resp);
         return;
     }
+    /* Apple Watch: a paired watch is now enrolled. */
+    watch_on_authenticate(s, m->device_id);
     http_reply(resp, 200, NULL, NULL, 0);
 }
 
@@ -176,6 +179,7 @@ static void checkin_checkout(worker_t *w, const http_request_t *req, mdm_message
             storage_failed(w, resp);
         return;
     }
+    watch_on_phone_gone(s, m->device_id, "checked out");
     http_reply(resp, 200, NULL, NULL, 0);
 }
 

@@ -262,7 +262,8 @@ static plist_t *mdm_payload(const profile_opts_t *o, const char *ident, const ch
     ok = ok && plist_dict_set(p, "SignMessage", plist_new_bool(o->sign_message)) == 0;
     ok = ok && plist_dict_set(p, "CheckOutWhenRemoved", plist_new_bool(1)) == 0;
     ok = ok && plist_dict_set(p, "AccessRights", plist_new_integer(PROFILE_ACCESS_RIGHTS_ALL)) == 0;
-    ok = ok && plist_dict_set(p, "ServerCapabilities", string_array(caps, sizeof caps / sizeof caps[0])) == 0;
+    if (!o->watch)
+        ok = ok && plist_dict_set(p, "ServerCapabilities", string_array(caps, sizeof caps / sizeof caps[0])) == 0;
     ok = ok && plist_dict_set(p, "UseDevelopmentAPNS", plist_new_bool(o->use_development_apns)) == 0;
     free(pid);
     free(server);
@@ -300,6 +301,8 @@ plist_t *profile_build(const profile_opts_t *o, char *err, size_t errlen)
     plist_t *content = plist_new_array();
     int ok = top && content;
     ok = ok && plist_dict_set(top, "PayloadDescription", plist_new_string(desc)) == 0;
+    if (o->watch)
+        ok = ok && plist_dict_set(top, "TargetDeviceType", plist_new_integer(PROFILE_TARGET_WATCH)) == 0;
     free(display);
     free(desc);
     if (ok && o->anchors)

@@ -37,6 +37,7 @@
 #define PROFILE_CONTENT_TYPE "application/x-apple-aspen-config"
 #define PROFILE_ACCESS_RIGHTS_ALL 8191 /* every right bit, 1..4096 */
 #define PROFILE_SCEP_KEYSIZE 2048
+#define PROFILE_TARGET_WATCH 2 /* TopLevel TargetDeviceType: Apple Watch */
 
 typedef struct {
     /* Base URL devices use, "https://host[:port][/prefix]" (a trailing slash
@@ -57,6 +58,11 @@ typedef struct {
     int sign_message;         /* SignMessage; profile_opts_init sets 1 */
     int use_development_apns; /* UseDevelopmentAPNS; default 0 */
     STACK_OF(X509) *anchors;  /* may be NULL; duplicates are emitted once */
+    /* Apple Watch enrollment (watch_http.c): TargetDeviceType 2 (Apple
+     * Watch, so an iPhone does not install it by mistake) and no
+     * ServerCapabilities (a watch has no user channels, no Bootstrap Token
+     * and never sends GetToken). Everything else as for other devices. */
+    int watch;
 } profile_opts_t;
 
 /* Defaults: SignMessage true (devices behind a TLS-terminating proxy can

@@ -18,6 +18,7 @@
 #include "identity.h"
 #include "inactivity.h"
 #include "log.h"
+#include "pairing.h"
 #include "pki.h"
 #include "push.h"
 #include "store.h"
@@ -148,6 +149,17 @@ static int load_enrollment(const config_t *cfg, app_t *app)
         }
         identity_verifier_any_purpose(app->machineinfo_verifier);
     }
+    /* Watch pairing tokens: the shared HMAC key and the organization id
+     * (instances on one data directory share both). */
+    char why[512];
+    if (pairing_key_load(cfg->data_dir, app->pairing_key, why, sizeof why) != 0) {
+        log_error("Apple Watch pairing: %s", why);
+        return -1;
+    }
+    if (pairing_org_id(app->ca_cert, app->org_id) != 0) {
+        log_error("Apple Watch pairing: cannot hash the CA certificate");
+        return -1;
+    }
     return 0;
 }
 
@@ -160,6 +172,7 @@ static void unload_enrollment(app_t *app)
     sk_X509_pop_free(app->anchors, X509_free);
     free((char *)app->push_topic);
     identity_verifier_free(app->machineinfo_verifier);
+    OPENSSL_cleanse(app->pairing_key, sizeof app->pairing_key);
 }
 
 /* Splits "a,b,c" into a NULL-terminated array of heap strings. */

@@ -1,0 +1,172 @@
+/* Apple Watch enrollment: phone eligibility and the pairing lifecycle
+ * (see watch.h). */
+#include "watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ddm.h"
+#include "log.h"
+#include "util.h"
+
+int watch_enrollment_enabled(store_t *s, const char *phone)
+{
+    declaration_t *decls = NULL;
+    size_t n = 0;
+    char token[33];
+    if (ddm_effective_for(s, phone, &decls, &n, token) != STORE_OK)
+        return -1;
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (decls[i].type && strcmp(decls[i].type, WATCH_ENROLLMENT_TYPE) == 0)
+            found = 1;
+        declaration_free(&decls[i]);
+    }
+    free(decls);
+    return found;
+}
+
+int watch_phone_eligible(store_t *s, const char *phone, int require_enabled, char *why, size_t whylen)
+{
+    enrollment_t e;
+    int rc = s->ops->enrollment_get(s, phone, &e);
+    if (rc == STORE_NOTFOUND) {
+        util_set_err(why, whylen, "phone %.100s is not enrolled", phone);
+        return 403;
+    }
+    if (rc != STORE_OK) {
+        util_set_err(why, whylen, "storage error: %s", s->ops->errmsg(s));
+        return 503;
+    }
+    int status = 200;
+    if (strcmp(e.channel, "device") != 0 || strcmp(e.id, e.device_id) != 0) {
+        util_set_err(why, whylen, "phone %.100s is not a device-channel enrollment", phone);
+        status = 403;
+    } else if (strcmp(e.state, ENR_STATE_ACTIVE) != 0) {
+        util_set_err(why, whylen, "phone %.100s is not active (state %s)", phone, e.state);
+        status = 403;
+    } else if (e.supervised != 1) {
+        util_set_err(why, whylen, "phone %.100s is not supervised (IsSupervised %s)", phone,
+                     e.supervised == 0 ? "false" : "not reported yet: send DeviceInformation");
+        status = 403;
+    }
+    enrollment_free(&e);
+    if (status != 200 || !require_enabled)
+        return status;
+    int enabled = watch_enrollment_enabled(s, phone);
+    if (enabled < 0) {
+        util_set_err(why, whylen, "storage error reading declarations: %s", s->ops->errmsg(s));
+        return 503;
+    }
+    if (!enabled) {
+        util_set_err(why, whylen, "watch enrollment is not enabled for phone %.100s (no %s declaration)", phone,
+                     WATCH_ENROLLMENT_TYPE);
+        return 403;
+    }
+    return 200;
+}
+
+int watch_is_watch(store_t *s, const enrollment_t *e)
+{
+    if (e->product_name && strncmp(e->product_name, "Watch", 5) == 0)
+        return 1;
+    if (!e->udid || !s->ops->watch_pairing_get)
+        return 0;
+    watch_pairing_t p;
+    int rc = s->ops->watch_pairing_get(s, e->udid, &p);
+    if (rc == STORE_OK) {
+        watch_pairing_free(&p);
+        return 1;
+    }
+    return rc == STORE_NOTFOUND ? 0 : -1;
+}
+
+void watch_on_authenticate(store_t *s, const char *udid)
+{
+    if (!s->ops->watch_pairing_get)
+        return;
+    watch_pairing_t p;
+    int rc = s->ops->watch_pairing_get(s, udid, &p);
+    if (rc == STORE_NOTFOUND)
+        return;
+    if (rc != STORE_OK) {
+        log_warn("watch %s: cannot read its pairing after Authenticate: %s", udid, s->ops->errmsg(s));
+        return;
+    }
+    if (strcmp(p.state, WATCH_PAIR_ENROLLED) != 0) {
+        if (s->ops->watch_pair_state(s, udid, WATCH_PAIR_ENROLLED, util_now()) != STORE_OK)
+            log_warn("watch %s: cannot record its enrollment: %s", udid, s->ops->errmsg(s));
+        else
+            log_info("watch %s enrolled (paired with phone %s)", udid, p.phone_udid);
+    }
+    watch_pairing_free(&p);
+}
+
+typedef struct {
+    char **watches;
+    size_t n, cap;
+} watch_list_t;
+
+static int collect_watch(void *ctx, const watch_pairing_t *p)
+{
+    watch_list_t *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        char **v = realloc(l->watches, cap * sizeof *v);
+        if (!v)
+            return 1;
+        l->watches = v;
+        l->cap = cap;
+    }
+    if (!(l->watches[l->n] = strdup(p->watch_udid)))
+        return 1;
+    l->n++;
+    return 0;
+}
+
+void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
+{
+    if (!s->ops->phone_watches)
+        return;
+    /* Collected first: phone_watches' callback runs inside the read and
+     * must not write through the same handle. The pairing rows are not
+     * rewritten: "phone_gone" is derived from the phone's CheckOut time
+     * (watch_pairing_state), which the store keeps anyway. */
+    watch_list_t l = {0};
+    if (s->ops->phone_watches(s, phone, collect_watch, &l) != STORE_OK)
+        log_warn("phone %s: cannot list its watches after %s: %s", phone, why, s->ops->errmsg(s));
+    int64_t now = util_now();
+    for (size_t i = 0; i < l.n; i++) {
+        json_t *d = json_pack("{s:s,s:s}", "phone_udid", phone, "reason", why);
+        char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        if (s->ops->event_add(s, l.watches[i], "phone_unenrolled", detail ? detail : "{}", now) != STORE_OK)
+            log_warn("watch %s: cannot flag it after its phone %s left: %s", l.watches[i], phone,
+                     s->ops->errmsg(s));
+        else
+            log_info("watch %s flagged: its phone %s %s; no new pairing tokens for that phone", l.watches[i],
+                     phone, why);
+        free(detail);
+        free(l.watches[i]);
+    }
+    free(l.watches);
+}
+
+const char *watch_pairing_state(store_t *s, const watch_pairing_t *p)
+{
+    enrollment_t phone;
+    int rc = s->ops->enrollment_get(s, p->phone_udid, &phone);
+    if (rc == STORE_ERR)
+        return p->state;
+    /* Gone: the phone record is gone, the phone is not active (checked
+     * out), or it checked out after this pairing was made and enrolled
+     * again since (a re-enrolled phone vouches for no earlier watch). */
+    int gone = rc == STORE_NOTFOUND || strcmp(phone.state, ENR_STATE_ACTIVE) != 0 ||
+               phone.checked_out_at > p->paired_at;
+    if (rc == STORE_OK)
+        enrollment_free(&phone);
+    return gone ? WATCH_PAIR_PHONE_GONE : p->state;
+}
