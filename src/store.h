@@ -411,7 +411,7 @@ struct store_ops {
      * decl_put: inserts or replaces the declaration with d->identifier and
      * replaces its reference edges with refs[0..nrefs) (identifiers it names;
      * each must exist: else STORE_NOTFOUND and nothing changes). *changed =
-     * 1 if it is new or its server_token differs, 0 if identical (then only
+     * 1 if it is new or its server_token differs, 0 if identical (then
      * nothing is written). created_at is kept on replace.
      * decl_delete: STORE_NOTFOUND if unknown; STORE_CONFLICT if another
      * declaration references it (*referrer = one such identifier, heap) —
