@@ -16,6 +16,7 @@
 #include "mdm_message.h"
 #include "plist_json.h"
 #include "util.h"
+#include "watch.h"
 
 /* last_seen_at is refreshed at most this often, keeping a write off the
  * Idle path for devices that poll repeatedly. */
@@ -163,6 +164,9 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
                  m->command_uuid, m->id);
     if (applied)
         record_supervision(w, m, now);
+    /* An erased phone never checks out: its watches learn of it here. */
+    if (applied && !m->user_channel && strcmp(m->status, "Acknowledged") == 0)
+        watch_on_command_acknowledged(s, m->device_id, m->command_uuid);
     /* A DDM sync command is stored without Data; it gets the channel's
      * current tokens now, so however many changes were coalesced into it
      * the device sees the latest DeclarationsToken. */

@@ -714,6 +714,18 @@ static void test_watch_lifecycle(void **state)
     size_t tok_len = 0;
     assert_int_equal(watchsim_get_token(ph.d, NULL, st, "PHONE-LIFE-0001", "WATCH-LIFE-B", &tok, &tok_len), 200);
 
+    /* Erasing the phone flags its watches (an erased phone sends no CheckOut). */
+    assert_int_equal(enqueue(&srv, "PHONE-LIFE-0001", "phone-erase-1", "EraseDevice", NULL, NULL), 200);
+    devsim_reply_t er;
+    assert_int_equal(devsim_idle(ph.d, &er), 0);
+    assert_string_equal(devsim_request_type(&er), "EraseDevice");
+    devsim_reply_free(&er);
+    assert_int_equal(devsim_report(ph.d, "phone-erase-1", "Acknowledged", NULL, &er), 0);
+    devsim_reply_free(&er);
+    assert_true(testserver_log_contains(
+        &srv, "watch WATCH-LIFE-A flagged: its phone PHONE-LIFE-0001 was erased (EraseDevice acknowledged)"));
+    assert_int_equal(count_rows(&srv, "events", "enrollment_id = 'WATCH-LIFE-A' AND kind = 'phone_unenrolled'"), 1);
+
     /* CheckOut: watches flagged; the pending pairing token no longer works;
      * no new tokens. */
     assert_int_equal(devsim_checkout(ph.d), 200);
@@ -723,7 +735,7 @@ static void test_watch_lifecycle(void **state)
     assert_string_equal(json_string_value(json_object_get(w0, "state")), "phone_gone");
     json_decref(j);
     assert_true(testserver_log_contains(&srv, "watch WATCH-LIFE-A flagged: its phone PHONE-LIFE-0001 checked out"));
-    assert_int_equal(count_rows(&srv, "events", "enrollment_id = 'WATCH-LIFE-A' AND kind = 'phone_unenrolled'"), 1);
+    assert_int_equal(count_rows(&srv, "events", "enrollment_id = 'WATCH-LIFE-A' AND kind = 'phone_unenrolled'"), 2);
     expect_retry_refused(&srv, &sg, "WATCH-LIFE-B", tok, tok_len, 403,
                          "watch WATCH-LIFE-B: phone PHONE-LIFE-0001 is not active (state inactive)");
     free(tok);
