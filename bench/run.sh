@@ -40,3 +40,8 @@ if [ -x "$dir/bench/ddm_sync" ]; then
     echo "== DDM sync fan-out and manifest builds (100,000 devices)"
     "$dir/bench/ddm_sync" 100000
 fi
+if [ -x "$dir/bench/watch_enroll" ]; then
+    echo
+    echo "== complete Apple Watch enrollments (403 + GetToken + profile) beside Idle round trips"
+    "$dir/bench/watch_enroll"
+fi
