@@ -173,6 +173,47 @@ static json_t *sync_now(worker_t *w)
                      "pushed", (json_int_t)rep.pushed);
 }
 
+typedef struct {
+    char **ids;
+    size_t n, cap;
+} member_list_t;
+
+static int collect_member(void *ctx, const char *id)
+{
+    member_list_t *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **g = realloc(l->ids, cap * sizeof *g);
+        if (!g)
+            return 1;
+        l->ids = g;
+        l->cap = cap;
+    }
+    if (!(l->ids[l->n] = strdup(id)))
+        return 1;
+    l->n++;
+    return 0;
+}
+
+/* GetToken needs a phone orchard knows is supervised: ask the phones being
+ * enabled that never answered, rather than leaving it to the admin. */
+static int ask_supervision(worker_t *w, const char *kind, const char *target)
+{
+    store_t *s = w->store;
+    int asked = 0;
+    if (strcmp(kind, DDM_TARGET_DEVICE) == 0)
+        return watch_ask_supervision(s, w->app->pusher, target) == 1;
+    member_list_t l = {0};
+    if (s->ops->group_members(s, target, collect_member, &l) != STORE_OK)
+        log_warn("watch enrollment: cannot list group %s: %s", target, s->ops->errmsg(s));
+    for (size_t i = 0; i < l.n; i++) {
+        asked += watch_ask_supervision(s, w->app->pusher, l.ids[i]) == 1;
+        free(l.ids[i]);
+    }
+    free(l.ids);
+    return asked;
+}
+
 /* PUT / DELETE .../watch-enrollment for a device or a group. */
 static void watch_enrollment_set(worker_t *w, const http_request_t *req, const char *kind, const char *target,
                                  http_response_t *resp)
@@ -205,6 +246,8 @@ static void watch_enrollment_set(worker_t *w, const http_request_t *req, const c
     }
     json_t *o = json_pack("{s:s,s:s,s:b,s:o}", kind, target, "set", WATCH_SET, "enabled",
                           req->method == HTTP_M_PUT, "sync", sync_now(w));
+    if (req->method == HTTP_M_PUT)
+        json_object_set_new(o, "supervision_queries", json_integer(ask_supervision(w, kind, target)));
     char *url = public_join(w->app, "/enroll/watch");
     json_object_set_new(o, "enrollment_profile_url", api_json_string(url));
     free(url);

@@ -66,6 +66,9 @@ void mdm_checkin_get_token(worker_t *w, const http_request_t *req, mdm_message_t
     code = watch_phone_eligible(s, m->device_id, 1, why, sizeof why);
     if (code != 200) {
         http_refuse(resp, code, 0, "GetToken: %s", why);
+        /* Never asked: ask now, so the user's next pairing attempt works. */
+        if (code == 403)
+            watch_ask_supervision(s, w->app->pusher, m->device_id);
         return;
     }
     if (!s->ops->pairing_get || !s->ops->pairing_bind_phone) {

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "push.h"
 #include "store.h"
 
 #define WATCH_ENROLLMENT_TYPE "com.apple.configuration.watch.enrollment"
@@ -20,6 +21,14 @@
  * declaration among its effective declarations. Returns 200, 403 (why says
  * which condition failed) or 503 (storage). */
 int watch_phone_eligible(store_t *s, const char *phone, int require_enabled, char *why, size_t whylen);
+
+/* Asks a device whether it is supervised: queues DeviceInformation with
+ * Queries [IsSupervised] (CommandUUID "orchard-supervision-<UUID>") and
+ * pushes (pusher may be NULL), unless orchard already knows the answer.
+ * Used when watch enrollment is enabled for a phone and when GetToken meets
+ * a phone whose supervision was never reported, so an admin does not have
+ * to send the query by hand. 1 queued, 0 not needed, -1 failed (logged). */
+int watch_ask_supervision(store_t *s, pusher_t *pusher, const char *phone);
 
 /* 1 if the phone's effective declarations include the watch.enrollment
  * configuration, 0 if not, -1 on storage failure. */

@@ -10,6 +10,7 @@
 
 #include "ddm.h"
 #include "log.h"
+#include "plist.h"
 #include "util.h"
 
 int watch_enrollment_enabled(store_t *s, const char *phone)
@@ -27,6 +28,78 @@ int watch_enrollment_enabled(store_t *s, const char *phone)
     }
     free(decls);
     return found;
+}
+
+static int is_supervision_query(void *ctx, const command_target_t *t)
+{
+    if (t->command_uuid && strncmp(t->command_uuid, "orchard-supervision-", 20) == 0)
+        *(int *)ctx = 1;
+    return *(int *)ctx;
+}
+
+int watch_ask_supervision(store_t *s, pusher_t *pusher, const char *phone)
+{
+    enrollment_t e;
+    int rc = s->ops->enrollment_get(s, phone, &e);
+    if (rc != STORE_OK) {
+        if (rc == STORE_ERR)
+            log_warn("phone %s: cannot read it to ask about supervision: %s", phone, s->ops->errmsg(s));
+        return rc == STORE_NOTFOUND ? 0 : -1;
+    }
+    int result = 0;
+    if (e.supervised != -1 || strcmp(e.state, ENR_STATE_ACTIVE) != 0 || strcmp(e.id, e.device_id) != 0)
+        goto out;
+    /* One question at a time: repeated pairing attempts must not pile up
+     * queries while the phone has not answered the first. */
+    int waiting = 0;
+    if (s->ops->enrollment_commands(s, phone, 1, 100, is_supervision_query, &waiting) == STORE_ERR) {
+        result = -1;
+        goto out;
+    }
+    if (waiting)
+        goto out;
+    char uuid[37], cmd_uuid[64];
+    if (util_uuid4(uuid) != 0) {
+        result = -1;
+        goto out;
+    }
+    snprintf(cmd_uuid, sizeof cmd_uuid, "orchard-supervision-%s", uuid);
+    plist_t *root = plist_new_dict(), *cmd = plist_new_dict(), *queries = plist_new_array();
+    plist_array_append(queries, plist_new_string("IsSupervised"));
+    plist_dict_set(cmd, "RequestType", plist_new_string("DeviceInformation"));
+    plist_dict_set(cmd, "Queries", queries);
+    plist_dict_set(root, "Command", cmd);
+    plist_dict_set(root, "CommandUUID", plist_new_string(cmd_uuid));
+    size_t len = 0;
+    char *xml = plist_to_xml(root, &len);
+    plist_free(root);
+    if (!xml) {
+        result = -1;
+        goto out;
+    }
+    command_t c = {.uuid = cmd_uuid,
+                   .request_type = "DeviceInformation",
+                   .body = (unsigned char *)xml,
+                   .body_len = len,
+                   .created_at = util_now()};
+    const char *ids[1] = {phone};
+    int st[1] = {0};
+    rc = s->ops->command_enqueue(s, &c, ids, 1, st, c.created_at);
+    free(xml);
+    if (rc != STORE_OK || st[0] != STORE_OK) {
+        log_warn("phone %s: cannot queue the supervision query: %s", phone,
+                 rc == STORE_ERR ? s->ops->errmsg(s) : "not queued");
+        result = -1;
+        goto out;
+    }
+    char perr[256] = "";
+    int pushed = pusher && pusher_push(pusher, &e, perr, sizeof perr) == 0;
+    log_info("phone %s: asked whether it is supervised (DeviceInformation IsSupervised, command %s)%s%s", phone,
+             cmd_uuid, pushed ? "" : "; not pushed: ", pushed ? "" : (pusher ? perr : "no pusher"));
+    result = 1;
+out:
+    enrollment_free(&e);
+    return result;
 }
 
 int watch_phone_eligible(store_t *s, const char *phone, int require_enabled, char *why, size_t whylen)

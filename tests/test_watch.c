@@ -629,6 +629,32 @@ static void test_watch_refusals(void **state)
     phone_enroll(&srv, &unknown, "PHONE-NEG-UNKNOWN", -1);
     expect_gettoken_refused(&srv, &unknown, NULL, "00000000-1111-4222-8333-444444444444", "PHONE-NEG-UNKNOWN",
                             "WATCH-NEG-C", 403, "is not supervised (IsSupervised not reported yet");
+    /* orchard asks the phone itself (once, however often pairing is tried),
+     * and enabling watch enrollment for such a phone asks too. */
+    assert_true(testserver_log_contains(&srv, "phone PHONE-NEG-UNKNOWN: asked whether it is supervised"));
+    json_t *en = NULL;
+    assert_int_equal(testserver_api(&srv, "", "PUT", "/v1/devices/PHONE-NEG-UNKNOWN/watch-enrollment", NULL, 0, &en),
+                     200);
+    assert_int_equal(json_integer_value(json_object_get(en, "supervision_queries")), 0); /* one already waits */
+    json_decref(en);
+    assert_int_equal(count_rows(&srv, "command_targets t JOIN commands c ON c.id = t.command_id",
+                                "t.enrollment_id = 'PHONE-NEG-UNKNOWN' AND c.uuid LIKE 'orchard-supervision-%'"),
+                     1);
+    devsim_reply_t q;
+    for (;;) { /* the DDM sync command may come first */
+        assert_int_equal(devsim_idle(unknown.d, &q), 0);
+        const char *rt = devsim_request_type(&q);
+        assert_non_null(rt);
+        if (strcmp(rt, "DeviceInformation") == 0)
+            break;
+        char *uuid = strdup(devsim_command_uuid(&q));
+        devsim_reply_free(&q);
+        devsim_reply_t ack;
+        assert_int_equal(devsim_report(unknown.d, uuid, "Acknowledged", NULL, &ack), 0);
+        devsim_reply_free(&ack);
+        free(uuid);
+    }
+    devsim_reply_free(&q);
     phone_free(&unknown);
 
     /* Admin API input. */
