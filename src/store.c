@@ -232,3 +232,48 @@ void asset_data_free(asset_data_t *a)
     free(a->sha256);
     memset(a, 0, sizeof *a);
 }
+
+void ade_token_free(ade_token_t *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free_secret(t->sealed, t->sealed_len);
+    free(t->server_name);
+    free(t->server_uuid);
+    free(t->org_name);
+    free(t->default_profile_uuid);
+    free(t->cursor);
+    free(t->last_error);
+    memset(t, 0, sizeof *t);
+}
+
+void ade_device_free(ade_device_t *d)
+{
+    if (!d)
+        return;
+    free(d->serial_number);
+    free(d->token_name);
+    free(d->model);
+    free(d->description);
+    free(d->color);
+    free(d->asset_tag);
+    free(d->device_family);
+    free(d->os);
+    free(d->profile_status);
+    free(d->profile_uuid);
+    free(d->device_assigned_by);
+    free(d->op_type);
+    memset(d, 0, sizeof *d);
+}
+
+void ade_profile_free(ade_profile_t *p)
+{
+    if (!p)
+        return;
+    free(p->profile_uuid);
+    free(p->token_name);
+    free(p->name);
+    free(p->json);
+    memset(p, 0, sizeof *p);
+}

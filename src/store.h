@@ -259,6 +259,53 @@ typedef struct {
     int64_t updated_at;
 } asset_data_t;
 
+/* ---- Automated Device Enrollment (schema 6) --------------------------------
+ *
+ * An ADE server token (one per MDM server defined in Apple Business/School
+ * Manager): OAuth credentials, sealed by the caller before they reach the
+ * store (the store never sees them in clear: see ade_token_t.sealed), plus
+ * the sync state of that token. */
+typedef struct {
+    char *name;               /* admin-chosen, [A-Za-z0-9._-] 1..64 */
+    unsigned char *sealed;    /* the encrypted credentials (consumer key/secret, access token/secret) */
+    size_t sealed_len;
+    int64_t access_token_expiry; /* from the token file; drives renewal warnings */
+    char *server_name;        /* from GET /account, NULL until known */
+    char *server_uuid;
+    char *org_name;
+    char *default_profile_uuid; /* profile assigned automatically to new devices; NULL = none */
+    char *cursor;             /* latest fetch/sync cursor, NULL before the first fetch */
+    int64_t cursor_at;        /* when that cursor was obtained (Apple: sync cursors expire after 7 days) */
+    int64_t last_sync_at;     /* latest successful fetch or sync */
+    char *last_error;         /* latest failure, NULL after a success */
+    int64_t last_error_at;
+    int64_t imported_at, updated_at;
+} ade_token_t;
+
+/* One device as Apple's fetch/sync services describe it. */
+typedef struct {
+    char *serial_number;
+    char *token_name;
+    char *model, *description, *color, *asset_tag, *device_family, *os;
+    char *profile_status;     /* empty | assigned | pushed | removed */
+    char *profile_uuid;
+    int64_t profile_assign_time, profile_push_time, device_assigned_date;
+    char *device_assigned_by;
+    char *op_type;            /* added | modified | deleted (latest applied) */
+    int64_t op_date;          /* of the latest applied op */
+    int deleted;              /* op_type deleted: no longer ours */
+    int64_t updated_at;
+} ade_device_t;
+
+/* A profile orchard defined with Apple (define_profile). */
+typedef struct {
+    char *profile_uuid;       /* Apple's */
+    char *token_name;
+    char *name;               /* profile_name */
+    char *json;               /* the definition as sent */
+    int64_t created_at;
+} ade_profile_t;
+
 typedef int (*declaration_cb)(void *ctx, const declaration_t *d);          /* non-zero stops */
 typedef int (*ddm_candidate_cb)(void *ctx, const ddm_candidate_t *c);      /* non-zero stops */
 typedef int (*ddm_status_item_cb)(void *ctx, const ddm_status_item_t *i);  /* non-zero stops */
@@ -267,6 +314,9 @@ typedef int (*name_cb)(void *ctx, const char *name);                       /* no
 /* One assignment of a set: target_kind DDM_TARGET_*, target "" for "all". */
 typedef int (*assignment_cb)(void *ctx, const char *set_name, const char *target_kind, const char *target);
 typedef int (*watch_pairing_cb)(void *ctx, const watch_pairing_t *p);      /* non-zero stops */
+typedef int (*ade_token_cb)(void *ctx, const ade_token_t *t);              /* non-zero stops */
+typedef int (*ade_device_cb)(void *ctx, const ade_device_t *d);            /* non-zero stops */
+typedef int (*ade_profile_cb)(void *ctx, const ade_profile_t *p);          /* non-zero stops */
 
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
@@ -529,6 +579,70 @@ struct store_ops {
     int (*watch_pair_state)(store_t *s, const char *watch_udid, const char *state, int64_t now);
     int (*watch_pairing_get)(store_t *s, const char *watch_udid, watch_pairing_t *out);
     int (*phone_watches)(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
+
+    /* ---- Automated Device Enrollment (schema 6) ----
+     * ade_token_put: inserts, or replaces the credentials (sealed,
+     * access_token_expiry) of an existing token keeping its sync state and
+     * default profile. ade_token_sync_state: records the outcome of one
+     * fetch/sync run: on success (error NULL) cursor/cursor_at (when cursor
+     * is not NULL), last_sync_at = now and last_error cleared; on failure
+     * last_error/last_error_at only. ade_token_set_account: server name,
+     * uuid and org from GET /account. ade_token_set_default_profile: NULL
+     * clears. ade_token_reset_cursor: forgets the cursor (the next run does
+     * a full fetch: after INVALID/EXPIRED/EXHAUSTED_CURSOR). All:
+     * STORE_NOTFOUND for an unknown token. ade_token_delete also deletes
+     * its devices and profiles. */
+    int (*ade_token_put)(store_t *s, const ade_token_t *t, int64_t now);
+    int (*ade_token_get)(store_t *s, const char *name, ade_token_t *out);
+    int (*ade_token_list)(store_t *s, ade_token_cb cb, void *ctx);
+    int (*ade_token_delete)(store_t *s, const char *name);
+    int (*ade_token_sync_state)(store_t *s, const char *name, const char *cursor, const char *error, int64_t now);
+    int (*ade_token_set_account)(store_t *s, const char *name, const char *server_name, const char *server_uuid,
+                                 const char *org_name, int64_t now);
+    int (*ade_token_set_default_profile)(store_t *s, const char *name, const char *profile_uuid, int64_t now);
+    int (*ade_token_reset_cursor)(store_t *s, const char *name, int64_t now);
+
+    /* ADE devices. ade_devices_apply: in one transaction, applies records
+     * from a fetch or sync (each with token_name, op_type, op_date): a
+     * record older than the stored one for that serial (op_date less than
+     * the stored op_date) is skipped — Apple may return a device more than
+     * once; "deleted" marks the device deleted (row kept, fields kept),
+     * "added"/"modified" (or a fetch record without op_type, treated as
+     * "added" at op_date = device_assigned_date) insert or update it and
+     * clear deleted. applied[i] = 1 if record i changed the store; *added
+     * counts serials that were new or came back from deleted (the ones a
+     * default profile should be assigned to). ade_device_get by serial
+     * (deleted ones too). ade_device_list: token NULL = all; include_deleted
+     * 0/1; keyset paging by serial (after NULL = from start); limit 1..1000.
+     * ade_device_set_profile: profile_uuid, profile_status, and
+     * profile_assign_time = now (status "assigned") — after a successful
+     * assign/remove call. */
+    int (*ade_devices_apply)(store_t *s, const ade_device_t *d, size_t n, int64_t now, int *applied, size_t *added);
+    int (*ade_device_get)(store_t *s, const char *serial, ade_device_t *out);
+    int (*ade_device_list)(store_t *s, const char *token_name, int include_deleted, const char *after, int limit,
+                           ade_device_cb cb, void *ctx);
+    int (*ade_device_set_profile)(store_t *s, const char *serial, const char *profile_uuid, const char *status,
+                                  int64_t now);
+
+    /* ADE profiles orchard defined. ade_profile_put: insert or replace by
+     * uuid. ade_profile_list: token NULL = all, newest first. */
+    int (*ade_profile_put)(store_t *s, const ade_profile_t *p);
+    int (*ade_profile_get)(store_t *s, const char *profile_uuid, ade_profile_t *out);
+    int (*ade_profile_list)(store_t *s, const char *token_name, ade_profile_cb cb, void *ctx);
+
+    /* Await configuration (ADE profiles with await_device_configured): the
+     * device's TokenUpdate says AwaitingConfiguration; orchard then runs
+     * the setup commands and sends DeviceConfigured. enrollment_set_awaiting
+     * sets/clears the flag on a device enrollment (STORE_NOTFOUND if
+     * unknown); enrollment_awaiting reads it (*awaiting 0/1). */
+    int (*enrollment_set_awaiting)(store_t *s, const char *id, int awaiting, int64_t now);
+    int (*enrollment_awaiting)(store_t *s, const char *id, int *awaiting);
+
+    /* Settings: small named blobs an admin sets through the API (e.g. the
+     * ADE setup commands). setting_get: STORE_NOTFOUND if unset. */
+    int (*setting_put)(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
+    int (*setting_get)(store_t *s, const char *name, unsigned char **value, size_t *len);
+    int (*setting_delete)(store_t *s, const char *name);
 };
 
 struct store {
@@ -552,6 +666,9 @@ void ddm_decl_status_free(ddm_decl_status_t *d);
 void pairing_token_free(pairing_token_t *p);
 void watch_pairing_free(watch_pairing_t *p);
 void asset_data_free(asset_data_t *a);
+void ade_token_free(ade_token_t *t);
+void ade_device_free(ade_device_t *d);
+void ade_profile_free(ade_profile_t *p);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);
