@@ -29,10 +29,13 @@ typedef struct {
     identity_verifier_t *machineinfo_verifier; /* NULL: POST /enroll is closed */
 } app_t;
 
+struct ratelimit;
+
 typedef struct {
     const app_t *app;
     store_t *store; /* this worker thread's own handle */
     int id;
+    struct ratelimit *enroll_limit; /* shared by all workers (ratelimit.h); NULL = no limit */
 } worker_t;
 
 /* Routes one request to its handler (router.c). */

@@ -43,6 +43,11 @@ typedef struct {
     long repush_after;        /* seconds of silence before an active device is pushed again (0 = never) */
     long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
+    /* Resource limits */
+    int max_connections;      /* open TLS connections across all workers, default 4096 */
+    double enroll_rate;       /* /enroll and /scep requests per second per client address; 0 = no limit */
+    int enroll_burst;         /* bucket size of that limit, default 20 */
+    char *trusted_proxies;    /* comma-separated addresses whose X-Forwarded-For names the client; NULL = none */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,
