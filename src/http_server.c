@@ -755,7 +755,10 @@ static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx,
      * that bounds memory for bodies far over the limit. */
     evhttp_set_max_body_size(wt->http, (ev_ssize_t)(cfg->max_body * 2 + 65536));
     evhttp_set_max_headers_size(wt->http, MAX_HEADERS_SIZE);
-    evhttp_set_timeout(wt->http, cfg->timeout_seconds);
+    /* With TLS the connection guard enforces --timeout for whole requests
+     * and logs slow clients; evhttp's own timer (restarted by every byte) is
+     * then a second later, so a stalled request meets the guard first. */
+    evhttp_set_timeout(wt->http, cfg->timeout_seconds + (ssl_ctx ? 1 : 0));
     evhttp_set_allowed_methods(wt->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(wt->http, handle_request, wt);
