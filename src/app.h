@@ -33,10 +33,13 @@ typedef struct {
     char org_id[65];
 } app_t;
 
+struct ratelimit;
+
 typedef struct {
     const app_t *app;
     store_t *store; /* this worker thread's own handle */
     int id;
+    struct ratelimit *enroll_limit; /* shared by all workers (ratelimit.h); NULL = no limit */
 } worker_t;
 
 /* Routes one request to its handler (router.c). */

@@ -1,6 +1,7 @@
 /* `orchard serve` configuration parsing. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,10 @@ enum {
     OPT_INACTIVE_AFTER,
     OPT_ORG_NAME,
     OPT_WATCH_TOKEN_TTL,
+    OPT_MAX_CONNECTIONS,
+    OPT_ENROLL_RATE,
+    OPT_ENROLL_BURST,
+    OPT_TRUSTED_PROXY,
     OPT_HELP
 };
 
@@ -124,6 +129,16 @@ static const struct setting {
     {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
     {"watch-token-ttl", 1, OPT_WATCH_TOKEN_TTL, "ORCHARD_WATCH_TOKEN_TTL", "SECONDS",
      "lifetime of Apple Watch security and pairing tokens (default 600)"},
+    {"max-connections", 1, OPT_MAX_CONNECTIONS, "ORCHARD_MAX_CONNECTIONS", "N",
+     "open TLS connections across all workers; beyond it new connections are closed at once (default 4096)"},
+    {"enroll-rate", 1, OPT_ENROLL_RATE, "ORCHARD_ENROLL_RATE", "N[/s|/m|/h]",
+     "requests per client address to /enroll and /scep (each its own bucket); over it: 429 with Retry-After "
+     "(default 10/s; 0 = no limit)"},
+    {"enroll-burst", 1, OPT_ENROLL_BURST, "ORCHARD_ENROLL_BURST", "N",
+     "requests a client address may send at once before --enroll-rate applies (default 20)"},
+    {"trusted-proxy", 1, OPT_TRUSTED_PROXY, "ORCHARD_TRUSTED_PROXY", "ADDR[,ADDR...]",
+     "reverse proxies whose X-Forwarded-For (its last entry) names the client for rate limits; "
+     "without it the header is ignored"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -180,6 +195,48 @@ static int parse_duration(const char *name, const char *v, long unit, long *out)
     }
     *out = n * mult;
     return 0;
+}
+
+/* "N", "N/s", "N/m" or "N/h" (N may have a fraction) as a rate per second. */
+static int parse_rate(const char *name, const char *v, double *out)
+{
+    char *end;
+    double n = strtod(v, &end);
+    double per = 1;
+    if (*end == '/') {
+        if (strcmp(end, "/s") == 0)
+            per = 1;
+        else if (strcmp(end, "/m") == 0)
+            per = 60;
+        else if (strcmp(end, "/h") == 0)
+            per = 3600;
+        else
+            per = 0;
+        end += per ? 2 : 0;
+    }
+    if (end == v || *end != '\0' || !(n >= 0) || n > 1e6 || per == 0) {
+        fprintf(stderr, "orchard serve: --%s takes N, N/s, N/m or N/h (got '%s')\n", name, v);
+        return -1;
+    }
+    *out = n / per;
+    return 0;
+}
+
+/* Every entry of a comma-separated list must be a literal IP address. */
+static int valid_address_list(const char *name, const char *v)
+{
+    char *copy = strdup(v), *save = NULL;
+    int ok = copy != NULL && *v != '\0';
+    for (char *a = copy ? strtok_r(copy, ",", &save) : NULL; a && ok; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ')
+            a++;
+        unsigned char bin[16];
+        ok = inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1;
+        if (!ok)
+            fprintf(stderr, "orchard serve: --%s takes IP addresses (got '%s')\n", name, a);
+    }
+    free(copy);
+    return ok ? 0 : -1;
 }
 
 static void set_str(char **slot, const char *v)
@@ -320,6 +377,25 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->watch_token_ttl = n;
         break;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_long(s->flag, v, 1, 1000000, &n))
+            return -1;
+        c->max_connections = (int)n;
+        break;
+    case OPT_ENROLL_RATE:
+        if (parse_rate(s->flag, v, &c->enroll_rate))
+            return -1;
+        break;
+    case OPT_ENROLL_BURST:
+        if (parse_long(s->flag, v, 1, 100000, &n))
+            return -1;
+        c->enroll_burst = (int)n;
+        break;
+    case OPT_TRUSTED_PROXY:
+        if (valid_address_list(s->flag, v))
+            return -1;
+        set_str(&c->trusted_proxies, v);
+        break;
     default: break;
     }
     return 0;
@@ -345,6 +421,9 @@ int config_parse(config_t *c, int argc, char **argv)
     c->repush_after = 24L * 3600;
     c->inactive_after = 30L * 86400;
     c->watch_token_ttl = 600;
+    c->max_connections = 4096;
+    c->enroll_rate = 10;
+    c->enroll_burst = 20;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -435,5 +514,6 @@ void config_free(config_t *c)
     free(c->apns_url);
     free(c->apns_ca);
     free(c->org_name);
+    free(c->trusted_proxies);
     memset(c, 0, sizeof *c);
 }

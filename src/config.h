@@ -44,6 +44,11 @@ typedef struct {
     long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
     long watch_token_ttl;     /* seconds a watch security token / pairing token stays valid, default 600 */
+    /* Resource limits */
+    int max_connections;      /* open TLS connections across all workers, default 4096 */
+    double enroll_rate;       /* /enroll and /scep requests per second per client address; 0 = no limit */
+    int enroll_burst;         /* bucket size of that limit, default 20 */
+    char *trusted_proxies;    /* comma-separated addresses whose X-Forwarded-For names the client; NULL = none */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,
