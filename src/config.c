@@ -133,9 +133,9 @@ static const struct setting {
      "open TLS connections across all workers; beyond it new connections are closed at once (default 4096)"},
     {"enroll-rate", 1, OPT_ENROLL_RATE, "ORCHARD_ENROLL_RATE", "N[/s|/m|/h]",
      "requests per client address to /enroll and /scep (each its own bucket); over it: 429 with Retry-After "
-     "(default 10/s; 0 = no limit)"},
+     "(default 50/s; 0 = no limit)"},
     {"enroll-burst", 1, OPT_ENROLL_BURST, "ORCHARD_ENROLL_BURST", "N",
-     "requests a client address may send at once before --enroll-rate applies (default 20)"},
+     "requests a client address may send at once before --enroll-rate applies (default 200)"},
     {"trusted-proxy", 1, OPT_TRUSTED_PROXY, "ORCHARD_TRUSTED_PROXY", "ADDR[,ADDR...]",
      "reverse proxies whose X-Forwarded-For (its last entry) names the client for rate limits; "
      "without it the header is ignored"},
@@ -422,8 +422,12 @@ int config_parse(config_t *c, int argc, char **argv)
     c->inactive_after = 30L * 86400;
     c->watch_token_ttl = 600;
     c->max_connections = 4096;
-    c->enroll_rate = 10;
-    c->enroll_burst = 20;
+    /* Generous on purpose: a school or office enrolls hundreds of devices
+     * through one NAT address at once (each runs MachineInfo, profile and
+     * SCEP requests); the limit is there to stop floods of the signing
+     * endpoints, not bursts of real devices. */
+    c->enroll_rate = 50;
+    c->enroll_burst = 200;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;

@@ -129,8 +129,8 @@ static int check_reference(store_t *s, const char *self, const char *ref, const 
     }
     int code = 0;
     if (strcmp(d.kind, want_kind) != 0) {
-        util_set_err(err, errlen, "reference '%.64s' is a%s %s declaration, but an %s is expected here", ref,
-                     d.kind[0] == 'a' ? "n" : "", d.kind, want_kind);
+        util_set_err(err, errlen, "reference '%.64s' is a%s %s declaration, but a%s %s is expected here", ref,
+                     d.kind[0] == 'a' ? "n" : "", d.kind, want_kind[0] == 'a' ? "n" : "", want_kind);
         code = 400;
     } else if (assettypes && *assettypes) {
         /* assettypes is a comma-joined list of the asset Types allowed. */
@@ -190,8 +190,8 @@ int ddm_declaration_put(store_t *s, const json_t *decl, int *changed, char *err,
     }
     if (!identifier_ok(ident)) {
         util_set_err(err, errlen,
-                     "Identifier must be 1..%d octets of printable ASCII without spaces, '/', '\\\\', '%%', '?', "
-                     "'#', quotes or '<>'",
+                     "Identifier must be 1..%d octets of printable ASCII without spaces, slashes, backslashes, "
+                     "'%%', '?', '#', quotes or '<>'",
                      DDM_IDENTIFIER_MAX);
         return 400;
     }
