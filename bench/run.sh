@@ -23,6 +23,11 @@ if [ -x "$dir/bench/store_scale" ]; then
     echo "== next-command lookup vs store size"
     "$dir/bench/store_scale"
 fi
+if [ -x "$dir/bench/ddm_store" ]; then
+    echo
+    echo "== DDM sync fan-out in the store (100,000 enrollments)"
+    "$dir/bench/ddm_store" 100000
+fi
 if [ -x "$dir/bench/push_throughput" ]; then
     echo
     echo "== APNs pushes to the mock APNs server (100,000 devices), mock ceiling via h2load"

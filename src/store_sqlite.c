@@ -182,6 +182,118 @@ static const char *const migrations[] = {
     "  holder     TEXT NOT NULL,"
     "  expires_at INTEGER NOT NULL"
     ");",
+
+    /* 5: supervision, declarative device management, Apple Watch pairing.
+     * supervised: -1 unknown until a DeviceInformation answer says.
+     * Declarations are upserted in place, never INSERT OR REPLACE'd: a
+     * replace would delete the row and, with it, the foreign-key children
+     * (memberships, reference edges). Group members and assignment targets
+     * are not foreign keys: an admin may place an id before it enrolls. */
+    "ALTER TABLE enrollments ADD COLUMN supervised INTEGER NOT NULL DEFAULT -1;"
+    "CREATE TABLE declarations ("
+    "  identifier   TEXT PRIMARY KEY NOT NULL,"
+    "  type         TEXT NOT NULL,"
+    "  kind         TEXT NOT NULL,"
+    "  payload_json TEXT NOT NULL,"
+    "  server_token TEXT NOT NULL,"
+    "  created_at   INTEGER NOT NULL,"
+    "  updated_at   INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX declarations_by_kind ON declarations (kind, identifier);"
+    /* from_id names to_id (activation -> configuration -> asset). The to_id
+     * index answers "who references this" (delete refused, referrers) and
+     * the parent-side foreign-key checks. */
+    "CREATE TABLE decl_refs ("
+    "  from_id TEXT NOT NULL REFERENCES declarations (identifier),"
+    "  to_id   TEXT NOT NULL REFERENCES declarations (identifier),"
+    "  PRIMARY KEY (from_id, to_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX decl_refs_by_to ON decl_refs (to_id, from_id);"
+    "CREATE TABLE decl_sets ("
+    "  name       TEXT PRIMARY KEY NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE set_members ("
+    "  set_name   TEXT NOT NULL REFERENCES decl_sets (name),"
+    "  identifier TEXT NOT NULL REFERENCES declarations (identifier),"
+    "  PRIMARY KEY (set_name, identifier)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX set_members_by_decl ON set_members (identifier, set_name);"
+    /* target: enrollment id ('device'), group name ('group'), '' ('all'). */
+    "CREATE TABLE set_assignments ("
+    "  set_name    TEXT NOT NULL REFERENCES decl_sets (name),"
+    "  target_kind TEXT NOT NULL CHECK (target_kind IN ('device', 'group', 'all')),"
+    "  target      TEXT NOT NULL,"
+    "  assigned_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (set_name, target_kind, target)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX set_assignments_by_target ON set_assignments (target_kind, target, set_name);"
+    "CREATE TABLE group_members ("
+    "  group_name    TEXT NOT NULL,"
+    "  enrollment_id TEXT NOT NULL,"
+    "  added_at      INTEGER NOT NULL,"
+    "  PRIMARY KEY (group_name, enrollment_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX group_members_by_enrollment ON group_members (enrollment_id, group_name);"
+    /* Per-enrollment sync bookkeeping. sync_command_id: the commands.id of
+     * the sync command queued while sync_pending was set, so a sync command
+     * that was cancelled (or otherwise finished) without being handed out
+     * does not block later syncs forever. */
+    "CREATE TABLE ddm_state ("
+    "  enrollment_id    TEXT PRIMARY KEY NOT NULL,"
+    "  token            TEXT,"
+    "  sync_pending     INTEGER NOT NULL DEFAULT 0,"
+    "  sync_command_id  INTEGER,"
+    "  token_changed_at INTEGER NOT NULL DEFAULT 0,"
+    "  status_at        INTEGER NOT NULL DEFAULT 0,"
+    "  manifest_at      INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE ddm_status_items ("
+    "  enrollment_id TEXT NOT NULL,"
+    "  name          TEXT NOT NULL,"
+    "  value_json    TEXT NOT NULL,"
+    "  updated_at    INTEGER NOT NULL,"
+    "  PRIMARY KEY (enrollment_id, name)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE ddm_decl_status ("
+    "  enrollment_id TEXT NOT NULL,"
+    "  identifier    TEXT NOT NULL,"
+    "  kind          TEXT,"
+    "  server_token  TEXT,"
+    "  active        INTEGER NOT NULL DEFAULT 0,"
+    "  valid         TEXT,"
+    "  reasons_json  TEXT,"
+    "  updated_at    INTEGER NOT NULL,"
+    "  PRIMARY KEY (enrollment_id, identifier)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE asset_data ("
+    "  name         TEXT PRIMARY KEY NOT NULL,"
+    "  content_type TEXT NOT NULL,"
+    "  data         BLOB NOT NULL,"
+    "  sha256       TEXT NOT NULL,"
+    "  updated_at   INTEGER NOT NULL"
+    ");"
+    /* Watch pairing security tokens are bearer secrets: only their SHA-256
+     * is kept, as with SCEP challenges. */
+    "CREATE TABLE pairing_tokens ("
+    "  digest     TEXT PRIMARY KEY NOT NULL,"
+    "  watch_udid TEXT NOT NULL,"
+    "  phone_udid TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  bound_at   INTEGER NOT NULL DEFAULT 0,"
+    "  used_at    INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX pairing_tokens_by_expiry ON pairing_tokens (expires_at);"
+    "CREATE TABLE watch_pairings ("
+    "  watch_udid TEXT PRIMARY KEY NOT NULL,"
+    "  phone_udid TEXT NOT NULL,"
+    "  state      TEXT NOT NULL CHECK (state IN ('profile_issued', 'enrolled')),"
+    "  paired_at  INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX watch_pairings_by_phone ON watch_pairings (phone_udid, watch_udid);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -428,6 +540,8 @@ struct sq_store {
     sqlite3_stmt *enroll_stmts[SQ_ENROLL_STMTS]; /* store_sqlite_enroll.c */
     sqlite3_stmt *push_stmts[SQ_PUSH_STMTS];     /* store_sqlite_push.c */
     sqlite3_stmt *inactive_stmts[SQ_INACTIVE_STMTS]; /* store_sqlite_inactive.c */
+    sqlite3_stmt *ddm_stmts[SQ_DDM_STMTS];           /* store_sqlite_ddm.c */
+    sqlite3_stmt *watch_stmts[SQ_WATCH_STMTS];       /* store_sqlite_watch.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
     char err[512];
@@ -637,6 +751,36 @@ sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql)
     return prepare_cached(s, &s->inactive_stmts[id], sql);
 }
 
+sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->ddm_stmts[id], sql);
+}
+
+sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->watch_stmts[id], sql);
+}
+
+int sq_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return bind_text(st, i, v);
+}
+
+int sq_bind_blob(sqlite3_stmt *st, int i, const void *v, size_t len)
+{
+    return bind_blob(st, i, v, len);
+}
+
+int sq_exec(sq_store *s, sqlite3_stmt *st, const char *what, int *changes)
+{
+    return exec_stmt(s, st, what, changes);
+}
+
+int sq_bind_failed(sq_store *s, sqlite3_stmt *st, const char *what)
+{
+    return bind_failed(s, st, what);
+}
+
 void sq_stmt_release(sqlite3_stmt *st)
 {
     stmt_release(st);
@@ -741,6 +885,7 @@ static int read_enrollment(sqlite3_stmt *st, enrollment_t *e)
     e->push_token_invalid = sqlite3_column_int(st, 31) != 0;
     e->silent_since = sqlite3_column_int64(st, 32);
     e->last_repush_at = sqlite3_column_int64(st, 33);
+    e->supervised = sqlite3_column_int(st, 34);
     if (bad) {
         enrollment_free(e);
         return -1;
@@ -751,6 +896,16 @@ static int read_enrollment(sqlite3_stmt *st, enrollment_t *e)
 int sq_read_enrollment(sqlite3_stmt *st, enrollment_t *e)
 {
     return read_enrollment(st, e);
+}
+
+int sq_col_text(sqlite3_stmt *st, int i, char **out)
+{
+    return col_text(st, i, out);
+}
+
+int sq_col_blob(sqlite3_stmt *st, int i, unsigned char **out, size_t *len)
+{
+    return col_blob(st, i, out, len);
 }
 
 static int read_command(sqlite3_stmt *st, command_t *c)
@@ -948,10 +1103,15 @@ static int sq_authenticate(store_t *base, const enrollment_t *e, int64_t now)
         return tx_abort(s, rc);
 
     /* A new enrollment has nothing queued yet; an inactive one is being
-     * re-enrolled and its leftovers must not run. */
+     * re-enrolled and its leftovers must not run. Either way the device
+     * starts without DDM state (unenrollment wiped it on the device), so
+     * what orchard kept about it, e.g. rows a status report left for an id
+     * that never enrolled, is dropped. */
     int cancelled = 0;
-    if (prev_state && strcmp(prev_state, ENR_STATE_INACTIVE) == 0 &&
-        cancel_for_reenrollment(s, e->id, now, &cancelled) != STORE_OK)
+    int reenrolling = prev_state && strcmp(prev_state, ENR_STATE_INACTIVE) == 0;
+    if (reenrolling && cancel_for_reenrollment(s, e->id, now, &cancelled) != STORE_OK)
+        goto fail;
+    if ((!prev_state || reenrolling) && sq_ddm_forget(s, e->id) != STORE_OK)
         goto fail;
 
     st = stmt(s, ST_AUTH_UPSERT);
@@ -1160,10 +1320,9 @@ static int sq_enrollment_count(store_t *base, const char *state, int64_t *out)
 
 /* ---- commands ------------------------------------------------------------ */
 
-/* Does the work of command_enqueue inside the open transaction; returns the
- * operation's result without committing or rolling back. */
-static int enqueue_in_tx(sq_store *s, const command_t *cmd, const char *const *ids, size_t n, int *status,
-                         int64_t now)
+/* Stores a command row inside the open transaction (shared with
+ * ddm_sync_queue). STORE_CONFLICT if the UUID exists. */
+int sq_command_insert(sq_store *s, const command_t *cmd, int64_t now, int64_t *command_id)
 {
     int changed = 0;
     sqlite3_stmt *st = stmt(s, ST_CMD_INSERT);
@@ -1171,25 +1330,63 @@ static int enqueue_in_tx(sq_store *s, const command_t *cmd, const char *const *i
         return STORE_ERR;
     if (bind_text(st, 1, cmd->uuid) | bind_text(st, 2, cmd->request_type) |
         bind_blob(st, 3, cmd->body, cmd->body_len) | bind_int(st, 4, now))
-        return bind_failed(s, st, "command_enqueue");
+        return bind_failed(s, st, "storing command");
     if (exec_stmt(s, st, "storing command", &changed) != STORE_OK)
         return STORE_ERR;
     if (changed == 0)
         return fail(s, STORE_CONFLICT, "command %s already exists", cmd->uuid);
-    sqlite3_int64 command_id = sqlite3_last_insert_rowid(s->db);
+    *command_id = sqlite3_last_insert_rowid(s->db);
+    return STORE_OK;
+}
+
+/* Queues stored command `command_id` for enrollment `id` with its
+ * "command_queued" event, inside the open transaction. *added = 0 when the
+ * enrollment does not exist or already has this command. */
+int sq_command_target_add(sq_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
+                          int *added)
+{
+    int changed = 0;
+    *added = 0;
+    sqlite3_stmt *st = stmt(s, ST_TARGET_INSERT);
+    if (!st)
+        return STORE_ERR;
+    if (bind_int(st, 1, command_id) | bind_text(st, 2, id) | bind_int(st, 3, now))
+        return bind_failed(s, st, "queueing command");
+    if (exec_stmt(s, st, "queueing command", &changed) != STORE_OK)
+        return STORE_ERR;
+    if (changed == 0)
+        return STORE_OK;
+    if (!(st = stmt(s, ST_QUEUED_EVENT)))
+        return STORE_ERR;
+    if (bind_int(st, 1, now) | bind_text(st, 2, id) | bind_text(st, 3, cmd->uuid) |
+        bind_text(st, 4, cmd->request_type))
+        return bind_failed(s, st, "queueing command");
+    if (exec_stmt(s, st, "logging queued command", NULL) != STORE_OK)
+        return STORE_ERR;
+    *added = 1;
+    return STORE_OK;
+}
+
+/* Does the work of command_enqueue inside the open transaction; returns the
+ * operation's result without committing or rolling back. */
+static int enqueue_in_tx(sq_store *s, const command_t *cmd, const char *const *ids, size_t n, int *status,
+                         int64_t now)
+{
+    int64_t command_id = 0;
+    int inserted = sq_command_insert(s, cmd, now, &command_id);
+    if (inserted != STORE_OK)
+        return inserted;
 
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!(st = stmt(s, ST_TARGET_INSERT)))
+        int added = 0;
+        if (sq_command_target_add(s, command_id, cmd, ids[i], now, &added) != STORE_OK)
             return STORE_ERR;
-        if (sqlite3_bind_int64(st, 1, command_id) | bind_text(st, 2, ids[i]) | bind_int(st, 3, now))
-            return bind_failed(s, st, "command_enqueue");
-        if (exec_stmt(s, st, "queueing command", &changed) != STORE_OK)
-            return STORE_ERR;
-        if (changed == 0) {
+        if (!added) {
             /* Unknown, or listed twice: a repeated id is known and already
              * queued by its first listing, so it counts as STORE_OK. */
-            if (!(st = stmt(s, ST_ENR_EXISTS)))
+            sqlite3_stmt *st = stmt(s, ST_ENR_EXISTS);
+            if (!st)
                 return STORE_ERR;
             if (bind_text(st, 1, ids[i]) != SQLITE_OK)
                 return bind_failed(s, st, "command_enqueue");
@@ -1201,13 +1398,6 @@ static int enqueue_in_tx(sq_store *s, const command_t *cmd, const char *const *i
         }
         queued++;
         status[i] = STORE_OK;
-        if (!(st = stmt(s, ST_QUEUED_EVENT)))
-            return STORE_ERR;
-        if (bind_int(st, 1, now) | bind_text(st, 2, ids[i]) | bind_text(st, 3, cmd->uuid) |
-            bind_text(st, 4, cmd->request_type))
-            return bind_failed(s, st, "command_enqueue");
-        if (exec_stmt(s, st, "logging queued command", NULL) != STORE_OK)
-            return STORE_ERR;
     }
     /* Nothing to deliver it to: do not keep an orphan command. */
     if (queued == 0)
@@ -1505,6 +1695,10 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->push_stmts[i]);
     for (int i = 0; i < SQ_INACTIVE_STMTS; i++)
         sqlite3_finalize(s->inactive_stmts[i]);
+    for (int i = 0; i < SQ_DDM_STMTS; i++)
+        sqlite3_finalize(s->ddm_stmts[i]);
+    for (int i = 0; i < SQ_WATCH_STMTS; i++)
+        sqlite3_finalize(s->watch_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
     gate_release(s);
@@ -1547,6 +1741,46 @@ static const struct store_ops sqlite_ops = {
     .inactive_mark = sq_inactive_mark,
     .lease_acquire = sq_lease_acquire,
     .lease_release = sq_lease_release,
+    .enrollment_set_supervised = sq_enrollment_set_supervised,
+    .decl_put = sq_decl_put,
+    .decl_get = sq_decl_get,
+    .decl_delete = sq_decl_delete,
+    .decl_list = sq_decl_list,
+    .decl_referrers = sq_decl_referrers,
+    .set_put = sq_set_put,
+    .set_delete = sq_set_delete,
+    .set_list = sq_set_list,
+    .set_members = sq_set_members,
+    .decl_sets = sq_decl_sets,
+    .set_assign = sq_set_assign,
+    .set_unassign = sq_set_unassign,
+    .set_assignments = sq_set_assignments,
+    .group_add = sq_group_add,
+    .group_remove = sq_group_remove,
+    .group_members = sq_group_members,
+    .enrollment_groups = sq_enrollment_groups,
+    .ddm_effective = sq_ddm_effective,
+    .ddm_enrollment_sets = sq_ddm_enrollment_sets,
+    .ddm_state_get = sq_ddm_state_get,
+    .ddm_candidates = sq_ddm_candidates,
+    .ddm_sync_queue = sq_ddm_sync_queue,
+    .ddm_handed_out = sq_ddm_handed_out,
+    .ddm_touch = sq_ddm_touch,
+    .ddm_status_record = sq_ddm_status_record,
+    .ddm_status_item_get = sq_ddm_status_item_get,
+    .ddm_status_items = sq_ddm_status_items,
+    .ddm_decl_statuses = sq_ddm_decl_statuses,
+    .asset_data_put = sq_asset_data_put,
+    .asset_data_get = sq_asset_data_get,
+    .asset_data_delete = sq_asset_data_delete,
+    .pairing_add = sq_pairing_add,
+    .pairing_get = sq_pairing_get,
+    .pairing_bind_phone = sq_pairing_bind_phone,
+    .pairing_consume = sq_pairing_consume,
+    .watch_pair = sq_watch_pair,
+    .watch_pair_state = sq_watch_pair_state,
+    .watch_pairing_get = sq_watch_pairing_get,
+    .phone_watches = sq_phone_watches,
 };
 
 /* Runs a PRAGMA that returns one row and copies its first column as text.
