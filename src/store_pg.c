@@ -417,7 +417,7 @@ int pg_read_enrollment(const PGresult *r, int row, enrollment_t *e)
     e->push_token_invalid = pgc_int(r, row, 31) != 0;
     e->silent_since = pgc_int(r, row, 32);
     e->last_repush_at = pgc_int(r, row, 33);
-    e->supervised = -1;
+    e->supervised = (int)pgc_int(r, row, 34);
     if (bad) {
         enrollment_free(e);
         return -1;
@@ -488,6 +488,46 @@ static const struct store_ops pg_ops = {
     .inactive_mark = pg_inactive_mark,
     .lease_acquire = pg_lease_acquire,
     .lease_release = pg_lease_release,
+    .enrollment_set_supervised = pg_enrollment_set_supervised,
+    .decl_put = pg_decl_put,
+    .decl_get = pg_decl_get,
+    .decl_delete = pg_decl_delete,
+    .decl_list = pg_decl_list,
+    .decl_referrers = pg_decl_referrers,
+    .set_put = pg_set_put,
+    .set_delete = pg_set_delete,
+    .set_list = pg_set_list,
+    .set_members = pg_set_members,
+    .decl_sets = pg_decl_sets,
+    .set_assign = pg_set_assign,
+    .set_unassign = pg_set_unassign,
+    .set_assignments = pg_set_assignments,
+    .group_add = pg_group_add,
+    .group_remove = pg_group_remove,
+    .group_members = pg_group_members,
+    .enrollment_groups = pg_enrollment_groups,
+    .ddm_effective = pg_ddm_effective,
+    .ddm_enrollment_sets = pg_ddm_enrollment_sets,
+    .ddm_state_get = pg_ddm_state_get,
+    .ddm_candidates = pg_ddm_candidates,
+    .ddm_sync_queue = pg_ddm_sync_queue,
+    .ddm_handed_out = pg_ddm_handed_out,
+    .ddm_touch = pg_ddm_touch,
+    .ddm_status_record = pg_ddm_status_record,
+    .ddm_status_item_get = pg_ddm_status_item_get,
+    .ddm_status_items = pg_ddm_status_items,
+    .ddm_decl_statuses = pg_ddm_decl_statuses,
+    .asset_data_put = pg_asset_data_put,
+    .asset_data_get = pg_asset_data_get,
+    .asset_data_delete = pg_asset_data_delete,
+    .pairing_add = pg_pairing_add,
+    .pairing_get = pg_pairing_get,
+    .pairing_bind_phone = pg_pairing_bind_phone,
+    .pairing_consume = pg_pairing_consume,
+    .watch_pair = pg_watch_pair,
+    .watch_pair_state = pg_watch_pair_state,
+    .watch_pairing_get = pg_watch_pairing_get,
+    .phone_watches = pg_phone_watches,
 };
 
 /* Replaces every occurrence of `secret` in msg with "***": libpq may echo
@@ -535,7 +575,7 @@ static PGconn *connect_url(const char *url)
                                   /* 30 s for any statement, 5 s for any lock wait (like SQLite's busy
                                    * timeout); a transaction left idle by a stuck client is ended. */
                                   "-c statement_timeout=30000 -c lock_timeout=5000 "
-                                  "-c idle_in_transaction_session_timeout=60000",
+                                  "-c idle_in_transaction_session_timeout=60000 -c client_min_messages=warning",
                                   url, NULL};
     return PQconnectdbParams(keys, values, 1);
 }

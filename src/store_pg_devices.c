@@ -394,16 +394,20 @@ static int authenticate_in_tx(pg_store *s, const enrollment_t *e, int64_t now)
         return STORE_ERR;
 
     /* A new enrollment has nothing queued yet; an inactive one is being
-     * re-enrolled and its leftovers must not run. */
+     * re-enrolled and its leftovers must not run. Either way the device
+     * starts without DDM state (unenrollment wiped it on the device). */
     int cancelled = 0;
+    int reenrolling = prev_state && strcmp(prev_state, ENR_STATE_INACTIVE) == 0;
     pg_params p;
-    if (prev_state && strcmp(prev_state, ENR_STATE_INACTIVE) == 0) {
+    if (reenrolling) {
         pgp_init(&p);
         pgp_int(&p, now);
         pgp_text(&p, e->id);
         if (run(s, D_REENROLL_CANCEL, &p, "cancelling stale commands", NULL, &cancelled) != STORE_OK)
             goto fail;
     }
+    if ((!prev_state || reenrolling) && pg_ddm_forget(s, e->id) != STORE_OK)
+        goto fail;
 
     pgp_init(&p);
     const char *fields[] = {e->id,           e->udid,       e->topic,         e->serial_number, e->model,
@@ -605,9 +609,7 @@ int pg_enrollment_count(store_t *base, const char *state, int64_t *out)
 
 /* ---- commands ------------------------------------------------------------ */
 
-/* Does the work of command_enqueue inside the open transaction. */
-static int enqueue_in_tx(pg_store *s, const command_t *cmd, const char *const *ids, size_t n, int *status,
-                         int64_t now)
+int pg_command_insert(pg_store *s, const command_t *cmd, int64_t now, int64_t *command_id)
 {
     pg_params p;
     pgp_init(&p);
@@ -618,28 +620,45 @@ static int enqueue_in_tx(pg_store *s, const command_t *cmd, const char *const *i
     PGresult *r;
     if (run(s, D_CMD_INSERT, &p, "storing command", &r, NULL) != STORE_OK)
         return STORE_ERR;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return pg_fail(s, STORE_CONFLICT, "command %s already exists", cmd->uuid);
-    }
-    int64_t command_id = pgc_int(r, 0, 0);
+    int rc = STORE_OK;
+    if (PQntuples(r) == 0)
+        rc = pg_fail(s, STORE_CONFLICT, "command %s already exists", cmd->uuid);
+    else
+        *command_id = pgc_int(r, 0, 0);
     PQclear(r);
+    return rc;
+}
 
+int pg_command_target_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
+                          int *added)
+{
+    pg_params p;
+    pgp_init(&p);
+    pgp_int(&p, command_id);
+    pgp_text(&p, id);
+    pgp_int(&p, now);
+    pgp_text(&p, cmd->uuid);
+    pgp_text(&p, cmd->request_type);
+    return run(s, D_TARGET_INSERT, &p, "queueing command", NULL, added);
+}
+
+/* Does the work of command_enqueue inside the open transaction. */
+static int enqueue_in_tx(pg_store *s, const command_t *cmd, const char *const *ids, size_t n, int *status,
+                         int64_t now)
+{
+    int64_t command_id = 0;
+    int rc = pg_command_insert(s, cmd, now, &command_id);
+    if (rc != STORE_OK)
+        return rc;
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
-        pgp_init(&p);
-        pgp_int(&p, command_id);
-        pgp_text(&p, ids[i]);
-        pgp_int(&p, now);
-        pgp_text(&p, cmd->uuid);
-        pgp_text(&p, cmd->request_type);
-        int rows = 0;
-        if (run(s, D_TARGET_INSERT, &p, "queueing command", NULL, &rows) != STORE_OK)
+        int added = 0;
+        if (pg_command_target_add(s, command_id, cmd, ids[i], now, &added) != STORE_OK)
             return STORE_ERR;
-        if (rows == 0) {
+        if (!added) {
             /* Unknown, or listed twice: a repeated id is known and already
              * queued by its first listing, so it counts as STORE_OK. */
-            int rc = enrollment_exists(s, ids[i]);
+            rc = enrollment_exists(s, ids[i]);
             if (rc == STORE_ERR)
                 return rc;
             status[i] = rc;

@@ -88,13 +88,14 @@ int pgc_blob(const PGresult *r, int row, int col, unsigned char **out, size_t *l
 int64_t pgc_int(const PGresult *r, int row, int col); /* int2/4/8 or bool; NULL reads 0 */
 
 /* The enrollments columns pg_read_enrollment decodes, in order (as in the
- * SQLite backend, plus supervised). */
+ * SQLite backend). */
 #define PG_ENR_COLUMNS                                                                                   \
     "id, device_id, udid, channel, topic, serial_number, model, model_name, product_name, os_version, " \
     "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
     "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
-    "push_token_invalid, silent_since, last_repush_at"
+    "push_token_invalid, silent_since, last_repush_at, supervised"
+#define PG_ENR_NCOLUMNS 35
 /* Decodes row `row` of PG_ENR_COLUMNS (starting at column 0); -1 only when
  * out of memory. */
 int pg_read_enrollment(const PGresult *r, int row, enrollment_t *e);
@@ -123,6 +124,18 @@ int pg_command_cancel(store_t *s, const char *id, const char *uuid, int64_t now)
 int pg_event_add(store_t *s, const char *enrollment_id, const char *kind, const char *detail_json, int64_t now);
 int pg_event_list(store_t *s, const char *enrollment_id, int limit, event_cb cb, void *ctx);
 
+/* Inside an open transaction (shared with ddm_sync_queue): stores a command
+ * row (STORE_CONFLICT if the UUID exists) and queues a stored command for
+ * one enrollment with its "command_queued" event (*added = 0 when the
+ * enrollment does not exist or has the command already). */
+int pg_command_insert(pg_store *s, const command_t *cmd, int64_t now, int64_t *command_id);
+int pg_command_target_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
+                          int *added);
+/* Deletes the DDM state, status items and declaration statuses of a
+ * device and its user channels (authenticate of a new or re-enrolling
+ * device). */
+int pg_ddm_forget(pg_store *s, const char *device_id);
+
 /* store_pg_enroll.c: issued certificates, SCEP challenges, admission. */
 int pg_cert_add(store_t *s, const issued_cert_t *c);
 int pg_cert_get(store_t *s, const char *serial, issued_cert_t *out);
@@ -145,6 +158,54 @@ int pg_repush_claim(store_t *s, int64_t seen_before, int64_t now, int limit, enr
 int pg_inactive_mark(store_t *s, int64_t seen_before, int64_t now, int *marked);
 int pg_lease_acquire(store_t *s, const char *name, const char *holder, int64_t ttl, int64_t now);
 int pg_lease_release(store_t *s, const char *name, const char *holder);
+
+/* store_pg_ddm.c: declarative device management and asset data. */
+int pg_decl_put(store_t *s, const declaration_t *d, const char *const *refs, size_t nrefs, int64_t now, int *changed);
+int pg_decl_get(store_t *s, const char *identifier, declaration_t *out);
+int pg_decl_delete(store_t *s, const char *identifier, char **referrer);
+int pg_decl_list(store_t *s, const char *kind, declaration_cb cb, void *ctx);
+int pg_decl_referrers(store_t *s, const char *identifier, name_cb cb, void *ctx);
+int pg_set_put(store_t *s, const char *name, const char *const *members, size_t n, int64_t now);
+int pg_set_delete(store_t *s, const char *name);
+int pg_set_list(store_t *s, name_cb cb, void *ctx);
+int pg_set_members(store_t *s, const char *name, declaration_cb cb, void *ctx);
+int pg_decl_sets(store_t *s, const char *identifier, name_cb cb, void *ctx);
+int pg_set_assign(store_t *s, const char *set_name, const char *target_kind, const char *target, int64_t now);
+int pg_set_unassign(store_t *s, const char *set_name, const char *target_kind, const char *target);
+int pg_set_assignments(store_t *s, const char *set_name, assignment_cb cb, void *ctx);
+int pg_group_add(store_t *s, const char *group, const char *enrollment_id, int64_t now);
+int pg_group_remove(store_t *s, const char *group, const char *enrollment_id);
+int pg_group_members(store_t *s, const char *group, name_cb cb, void *ctx);
+int pg_enrollment_groups(store_t *s, const char *enrollment_id, name_cb cb, void *ctx);
+int pg_ddm_effective(store_t *s, const char *sets_csv, declaration_cb cb, void *ctx);
+int pg_ddm_enrollment_sets(store_t *s, const char *enrollment_id, char **sets_csv);
+int pg_ddm_state_get(store_t *s, const char *enrollment_id, ddm_state_t *out);
+int pg_ddm_candidates(store_t *s, ddm_candidate_cb cb, void *ctx);
+int pg_ddm_sync_queue(store_t *s, const command_t *cmd, const char *const *ids, const char *const *tokens, size_t n,
+                      int64_t now, int *queued);
+int pg_ddm_handed_out(store_t *s, const char *enrollment_id, int64_t now);
+int pg_ddm_touch(store_t *s, const char *enrollment_id, int64_t now);
+int pg_ddm_status_record(store_t *s, const char *enrollment_id, const ddm_status_item_t *items, size_t nitems,
+                         const ddm_decl_status_t *decls, size_t ndecls, int replace_decls, const char *errors_json,
+                         int64_t now);
+int pg_ddm_status_item_get(store_t *s, const char *enrollment_id, const char *name, ddm_status_item_t *out);
+int pg_ddm_status_items(store_t *s, const char *enrollment_id, ddm_status_item_cb cb, void *ctx);
+int pg_ddm_decl_statuses(store_t *s, const char *enrollment_id, ddm_decl_status_cb cb, void *ctx);
+int pg_asset_data_put(store_t *s, const asset_data_t *a, int64_t now);
+int pg_asset_data_get(store_t *s, const char *name, asset_data_t *out);
+int pg_asset_data_delete(store_t *s, const char *name);
+
+/* store_pg_watch.c: supervision and Apple Watch pairing. */
+int pg_enrollment_set_supervised(store_t *s, const char *id, int supervised, int64_t now);
+int pg_pairing_add(store_t *s, const char *security_token, const char *watch_udid, int64_t expires_at, int64_t now);
+int pg_pairing_get(store_t *s, const char *security_token, pairing_token_t *out);
+int pg_pairing_bind_phone(store_t *s, const char *security_token, const char *watch_udid, const char *phone_udid,
+                          int64_t now);
+int pg_pairing_consume(store_t *s, const char *security_token, const char *watch_udid, int64_t now);
+int pg_watch_pair(store_t *s, const char *watch_udid, const char *phone_udid, int64_t now);
+int pg_watch_pair_state(store_t *s, const char *watch_udid, const char *state, int64_t now);
+int pg_watch_pairing_get(store_t *s, const char *watch_udid, watch_pairing_t *out);
+int pg_phone_watches(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
 
 /* store_pg_schema.c: brings the schema to the version this build knows,
  * under an advisory lock; refuses a newer database. */
