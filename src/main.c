@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_db.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
 #include "serve.h"
@@ -24,6 +25,7 @@ static void usage(FILE *out)
                  "  admission  allow or deny serial numbers/UDIDs (--admission known)\n"
                  "  challenge  create a one-time SCEP challenge\n"
                  "  renew      queue renewed enrollment profiles for expiring identities\n"
+                 "  db         database maintenance: migrate (apply schema migrations and exit)\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "profile") == 0 || strcmp(cmd, "certs") == 0 || strcmp(cmd, "admission") == 0 ||
         strcmp(cmd, "challenge") == 0 || strcmp(cmd, "renew") == 0)
         return cli_enroll_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "db") == 0)
+        return cli_db_main(argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

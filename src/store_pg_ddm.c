@@ -98,7 +98,8 @@ static const char *const sql[] = {
         "  payload_json = excluded.payload_json, server_token = excluded.server_token,"
         "  updated_at = excluded.updated_at",
     [X_REFS_CLEAR - PG_ST_DDM] = "DELETE FROM decl_refs WHERE from_id = $1::text",
-    [X_REF_ADD - PG_ST_DDM] = "INSERT INTO decl_refs (from_id, to_id) VALUES ($1::text, $2::text) ON CONFLICT DO NOTHING",
+    [X_REF_ADD - PG_ST_DDM] = "INSERT INTO decl_refs (from_id, to_id) VALUES ($1::text, $2::text)"
+                              " ON CONFLICT DO NOTHING",
     [X_DECL_GET - PG_ST_DDM] = "SELECT " DECL_COLUMNS " FROM declarations WHERE identifier = $1::text",
     /* A declaration naming itself does not keep itself alive. */
     [X_DECL_REFERRER - PG_ST_DDM] = "SELECT from_id FROM decl_refs WHERE to_id = $1::text AND from_id <> $1::text"
@@ -109,10 +110,12 @@ static const char *const sql[] = {
         " r AS (DELETE FROM decl_refs WHERE from_id = $1::text OR to_id = $1::text)"
         " DELETE FROM declarations WHERE identifier = $1::text",
     [X_DECL_LIST_ALL - PG_ST_DDM] = "SELECT " DECL_COLUMNS " FROM declarations ORDER BY identifier",
-    [X_DECL_LIST_KIND - PG_ST_DDM] = "SELECT " DECL_COLUMNS " FROM declarations WHERE kind = $1::text ORDER BY identifier",
+    [X_DECL_LIST_KIND - PG_ST_DDM] = "SELECT " DECL_COLUMNS " FROM declarations WHERE kind = $1::text"
+                                     " ORDER BY identifier",
     [X_DECL_REFERRERS - PG_ST_DDM] = "SELECT from_id FROM decl_refs WHERE to_id = $1::text ORDER BY from_id",
 
-    [X_SET_UPSERT - PG_ST_DDM] = "INSERT INTO decl_sets (name, created_at, updated_at) VALUES ($1::text, $2::bigint, $2::bigint)"
+    [X_SET_UPSERT - PG_ST_DDM] = "INSERT INTO decl_sets (name, created_at, updated_at)"
+                                 " VALUES ($1::text, $2::bigint, $2::bigint)"
                                  " ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
     [X_SET_CLEAR - PG_ST_DDM] = "DELETE FROM set_members WHERE set_name = $1::text",
     [X_SET_ADD - PG_ST_DDM] = "INSERT INTO set_members (set_name, identifier) VALUES ($1::text, $2::text)"
@@ -232,7 +235,8 @@ static const char *const sql[] = {
         " VALUES ($1::text, $2::text, $3::bytea, $4::text, $5::bigint)"
         " ON CONFLICT (name) DO UPDATE SET content_type = excluded.content_type, data = excluded.data,"
         "  sha256 = excluded.sha256, updated_at = excluded.updated_at",
-    [X_ASSET_GET - PG_ST_DDM] = "SELECT name, content_type, data, sha256, updated_at FROM asset_data WHERE name = $1::text",
+    [X_ASSET_GET - PG_ST_DDM] = "SELECT name, content_type, data, sha256, updated_at FROM asset_data"
+                                " WHERE name = $1::text",
     [X_ASSET_DROP - PG_ST_DDM] = "DELETE FROM asset_data WHERE name = $1::text",
 };
 

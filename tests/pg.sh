@@ -1,7 +1,7 @@
 #!/bin/sh
 # A throwaway PostgreSQL cluster for the tests (Debian's postgresql package).
 #
-#   sh tests/pg.sh start DIR   initdb a new cluster in DIR (must not exist),
+#   sh tests/pg.sh start DIR   initdb a new cluster in DIR (new or empty),
 #                              start it on 127.0.0.1 and a free port, create
 #                              a role with a password and a database, and
 #                              print the database URL as the last line
@@ -46,7 +46,7 @@ start()
 {
     dir=$1
     bin=$(pg_bindir)
-    [ ! -e "$dir" ] || { echo "pg.sh: $dir already exists" >&2; return 1; }
+    [ -z "$(ls -A "$dir" 2>/dev/null)" ] || { echo "pg.sh: $dir is not empty" >&2; return 1; }
     mkdir -p "$dir"
     [ "$(id -u)" -ne 0 ] || chown postgres "$dir"
     chmod 700 "$dir"
