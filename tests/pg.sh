@@ -10,6 +10,8 @@
 # The role may create databases (tests/test_pg_store.c makes scratch ones)
 # and connects over TCP with a SCRAM password, as a real deployment does;
 # only the local socket (inside DIR) is trusted, for the setup here.
+# fsync is off (a throwaway test server); ORCHARD_PG_FSYNC=on turns it on,
+# for benchmarks that compare durable commits with SQLite's.
 # Run as root (CI), the cluster runs as the postgres user; run as anyone
 # else, as that user. Exits non-zero, saying why, if the cluster does not
 # come up: the PostgreSQL half of the test run then fails.
@@ -58,7 +60,7 @@ start()
     tries=0
     while :; do
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-            -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+            -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=${ORCHARD_PG_FSYNC:-off} -c max_connections=200" \
             start >/dev/null 2>&1; then
             break
         fi

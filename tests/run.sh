@@ -7,7 +7,8 @@
 # storage tests on fresh SQLite files). The second runs the storage
 # conformance suites (test_store*) again, and the PostgreSQL tests
 # (test_pg_*), against a throwaway PostgreSQL server that tests/pg.sh starts
-# (ORCHARD_TEST_DB=its URL); their names are reported as NAME@postgres and
+# (ORCHARD_TEST_DB=its URL, a fresh database per binary where the role may
+# create one); their names are reported as NAME@postgres and
 # both passes count in the closing line. Set ORCHARD_TEST_PG_URL to use an
 # existing database instead. A PostgreSQL server that cannot be started is a
 # test failure, not a skip.
@@ -95,11 +96,18 @@ if [ -n "$pg_wanted" ]; then
         failed=$((failed + 1))
         failed_names="$failed_names postgresql-server"
     else
-        export ORCHARD_TEST_DB="$url"
+        # Each binary gets a database of its own where the role may create
+        # one (the suites are written for a shared database, but a fresh one
+        # keeps one binary's rows from crowding another's listings).
         for t in $pg_wanted; do
-            run_one "$t" "$(basename "$t")@postgres"
+            name=$(basename "$t")
+            db_url="$url"
+            if psql -q "${url%/*}/postgres" -c "DROP DATABASE IF EXISTS orchard_$name" \
+                -c "CREATE DATABASE orchard_$name" >/dev/null 2>&1; then
+                db_url="${url%/*}/orchard_$name"
+            fi
+            ORCHARD_TEST_DB="$db_url" run_one "$t" "$name@postgres"
         done
-        unset ORCHARD_TEST_DB
     fi
     if [ -n "$pg_dir" ]; then
         sh tests/pg.sh stop "$pg_dir"
