@@ -64,7 +64,7 @@ static int grow(const char *url, long from, long to)
         " SELECT c.id, upper(md5(split_part(c.uuid, '-', 1))), 'queued', c.created_at, c.created_at"
         " FROM commands c WHERE c.id > (SELECT COALESCE(max(command_id), 0) FROM command_targets)"
         " ORDER BY c.created_at, c.id;"
-        "COMMIT; ANALYZE;",
+        "COMMIT; ANALYZE enrollments; ANALYZE commands; ANALYZE command_targets;",
         T0, T0, T0, T0, T0, from, to - 1, T0, CMDS - 1, from, to - 1);
     PGresult *r = PQexec(c, sql);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;

@@ -312,6 +312,92 @@ static void test_connection_loss_then_recovery(void **state)
     assert_string_equal(next, conf_name(fx, "c2"));
 }
 
+/* The connection dies while an operation is inside its transaction (here:
+ * authenticate, waiting for a row lock another session holds). The
+ * operation fails, none of it is kept, and the handle recovers. */
+static void test_connection_loss_mid_transaction(void **state)
+{
+    conf_t *fx = *state;
+    NEED_PG();
+    const char *dev = conf_active_device(fx, "dev", 1, CONF_T0);
+    assert_non_null(dev);
+    const char *c1 = conf_name(fx, "c1");
+    assert_int_equal(conf_enqueue(fx, c1, "DeviceInformation", &dev, 1, CONF_T0 + 1), STORE_OK);
+    assert_int_equal(OPS(fx)->checkout(fx->s, dev, CONF_T0 + 2), STORE_OK);
+
+    PGconn *holder = admin_connect(test_url());
+    admin_exec(holder, "BEGIN");
+    char *lock = util_strdup_printf("SELECT 1 FROM enrollments WHERE id = '%s' FOR UPDATE", dev);
+    admin_exec(holder, lock);
+    free(lock);
+
+    int pid = PQbackendPID(pg_conn(pgs(fx->s)));
+    fflush(NULL);
+    pid_t killer = fork();
+    assert_true(killer >= 0);
+    if (killer == 0) {
+        usleep(500 * 1000); /* the authenticate below is waiting for the lock by now */
+        PGconn *c = PQconnectdb(test_url());
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", pid);
+        PGresult *r = PQexec(c, sql);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        PQfinish(c);
+        _exit(ok ? 0 : 1);
+    }
+    /* Re-enrollment would cancel c1 and make the device "authenticated". */
+    assert_int_equal(conf_authenticate(fx, dev, conf_cert(fx, 1), "iPhone14,5", "SN1", CONF_T0 + 3), STORE_ERR);
+    assert_non_null(strstr(OPS(fx)->errmsg(fx->s), "connection lost"));
+    int st = 0;
+    assert_int_equal(waitpid(killer, &st, 0), killer);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    admin_exec(holder, "ROLLBACK");
+    PQfinish(holder);
+
+    /* Nothing of it was kept. */
+    enrollment_t e;
+    assert_int_equal(OPS(fx)->enrollment_get(fx->s, dev, &e), STORE_OK);
+    assert_string_equal(e.state, ENR_STATE_INACTIVE);
+    enrollment_free(&e);
+    conf_targets_t t;
+    int i = -1;
+    assert_int_equal(conf_target_of(fx, c1, dev, &t, &i), STORE_OK);
+    assert_string_equal(t.row[i].status, CMD_STATUS_QUEUED);
+
+    /* And the handle works: the re-enrollment now happens. */
+    assert_int_equal(conf_authenticate(fx, dev, conf_cert(fx, 1), "iPhone14,5", "SN1", CONF_T0 + 4), STORE_OK);
+    assert_int_equal(conf_target_of(fx, c1, dev, &t, &i), STORE_OK);
+    assert_string_equal(t.row[i].status, CMD_STATUS_CANCELLED);
+}
+
+/* A row lock held elsewhere for longer than lock_timeout: the operation
+ * fails with a clear reason instead of hanging, and changes nothing. */
+static void test_lock_wait_is_bounded(void **state)
+{
+    conf_t *fx = *state;
+    NEED_PG();
+    const char *dev = conf_active_device(fx, "dev", 1, CONF_T0);
+    assert_non_null(dev);
+    PGconn *holder = admin_connect(test_url());
+    admin_exec(holder, "BEGIN");
+    char *lock = util_strdup_printf("SELECT 1 FROM enrollments WHERE id = '%s' FOR UPDATE", dev);
+    admin_exec(holder, lock);
+    free(lock);
+    int64_t t0 = util_now_us();
+    assert_int_equal(OPS(fx)->checkout(fx->s, dev, CONF_T0 + 1), STORE_ERR);
+    int64_t took_ms = (util_now_us() - t0) / 1000;
+    assert_true(took_ms >= 4000 && took_ms < 9000); /* lock_timeout = 5 s */
+    assert_non_null(strstr(OPS(fx)->errmsg(fx->s), "lock timeout"));
+    admin_exec(holder, "ROLLBACK");
+    PQfinish(holder);
+    enrollment_t e;
+    assert_int_equal(OPS(fx)->enrollment_get(fx->s, dev, &e), STORE_OK);
+    assert_string_equal(e.state, ENR_STATE_ACTIVE);
+    enrollment_free(&e);
+    assert_int_equal(OPS(fx)->checkout(fx->s, dev, CONF_T0 + 2), STORE_OK);
+}
+
 /* ---- several instances --------------------------------------------------- */
 
 enum { RACERS = 3, RACE_CMDS = 40, RACE_LEASES = 30 };
@@ -486,6 +572,8 @@ int main(void)
         cmocka_unit_test(test_newer_schema_is_refused),
         cmocka_unit_test(test_concurrent_first_open_migrates_once),
         PG_TEST(test_connection_loss_then_recovery),
+        PG_TEST(test_connection_loss_mid_transaction),
+        PG_TEST(test_lock_wait_is_bounded),
         PG_TEST(test_result_applied_once_across_instances),
         PG_TEST(test_lease_taken_by_one_instance),
         PG_TEST(test_repush_claim_takes_each_device_once),
