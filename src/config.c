@@ -65,7 +65,10 @@ static const struct setting {
     {"listen", 1, OPT_LISTEN, "ORCHARD_LISTEN", "ADDR:PORT", "address to listen on (default 0.0.0.0:8443)"},
     {"data-dir", 1, OPT_DATA_DIR, "ORCHARD_DATA_DIR", "DIR",
      "state directory: database, CA, TLS certificate, API key (default ./var)"},
-    {"db", 1, OPT_DB, "ORCHARD_DB", "URL", "database: sqlite:PATH (default sqlite:DIR/orchard.db)"},
+    {"db", 1, OPT_DB, "ORCHARD_DB", "URL",
+     "database: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE (default sqlite:DIR/orchard.db); "
+     "PostgreSQL: one connection per worker thread (--workers) plus one per push thread and one for the "
+     "inactivity sweep; prefer the environment variable for a URL with a password"},
     {"public-url", 1, OPT_PUBLIC_URL, "ORCHARD_PUBLIC_URL", "URL",
      "base URL devices use to reach orchard, put into profiles (default https://HOSTNAME:PORT)"},
     {"api-key", 1, OPT_API_KEY, "ORCHARD_API_KEY", "KEY",
