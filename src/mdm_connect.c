@@ -32,43 +32,6 @@ static int known_result_status(const char *s)
     return 0;
 }
 
-/* Checks that the enrollment this message speaks for is managed. 0 if so,
- * else the HTTP status to refuse with (reason in why). */
-/* *last_seen: when the channel was last heard from; *silent: whether the
- * inactivity sweep flagged it (a request from it clears the flag at once,
- * not only once a minute). */
-static int check_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, int64_t *last_seen,
-                        int *silent, char *why, size_t len)
-{
-    if (strcmp(dev->state, ENR_STATE_ACTIVE) != 0) {
-        snprintf(why, len, "device enrollment is %s, not active", dev->state);
-        return 401;
-    }
-    *last_seen = dev->last_seen_at;
-    *silent = dev->silent_since > 0;
-    if (!m->user_channel)
-        return 0;
-    enrollment_t u;
-    int rc = w->store->ops->enrollment_get(w->store, m->id, &u);
-    if (rc == STORE_ERR) {
-        snprintf(why, len, "storage error: %s", w->store->ops->errmsg(w->store));
-        return 503;
-    }
-    if (rc == STORE_NOTFOUND) {
-        snprintf(why, len, "unknown user channel");
-        return 401;
-    }
-    int active = strcmp(u.state, ENR_STATE_ACTIVE) == 0;
-    *last_seen = u.last_seen_at;
-    *silent = u.silent_since > 0;
-    enrollment_free(&u);
-    if (!active) {
-        snprintf(why, len, "user channel is not active");
-        return 401;
-    }
-    return 0;
-}
-
 /* A DeviceInformation answer carrying QueryResponses.IsSupervised tells
  * whether the device is supervised; keep it (some settings need it). */
 static void record_supervision(worker_t *w, const mdm_message_t *m, int64_t now)
@@ -124,7 +87,7 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     }
     int64_t last_seen = 0;
     int silent = 0;
-    code = check_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
+    code = mdm_channel_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
     enrollment_free(&dev);
     if (code) {
         http_refuse(resp, code, 0, "%s", why);
