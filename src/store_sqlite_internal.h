@@ -13,6 +13,7 @@
 #define SQ_INACTIVE_STMTS 8
 #define SQ_DDM_STMTS 64
 #define SQ_WATCH_STMTS 16
+#define SQ_SETTINGS_STMTS 8
 
 /* The enrollments columns read_enrollment decodes, in order. */
 #define SQ_ENR_COLUMNS                                                                                   \
@@ -42,6 +43,8 @@ sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql);
 sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql);
 /* Statement `id` of store_sqlite_watch.c, prepared once per handle. */
 sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_settings.c, prepared once per handle. */
+sqlite3_stmt *sq_settings_stmt(sq_store *s, int id, const char *sql);
 /* Decodes a row of SQ_ENR_COLUMNS; -1 only when out of memory. */
 int sq_read_enrollment(sqlite3_stmt *st, enrollment_t *e);
 void sq_stmt_release(sqlite3_stmt *st);
@@ -105,6 +108,13 @@ int sq_watch_pair(store_t *s, const char *watch_udid, const char *phone_udid, in
 int sq_watch_pair_state(store_t *s, const char *watch_udid, const char *state, int64_t now);
 int sq_watch_pairing_get(store_t *s, const char *watch_udid, watch_pairing_t *out);
 int sq_phone_watches(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
+
+/* Await configuration and settings (store_sqlite_settings.c). */
+int sq_enrollment_set_awaiting(store_t *s, const char *id, int awaiting, int64_t now);
+int sq_enrollment_awaiting(store_t *s, const char *id, int *awaiting);
+int sq_setting_put(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
+int sq_setting_get(store_t *s, const char *name, unsigned char **value, size_t *len);
+int sq_setting_delete(store_t *s, const char *name);
 
 /* Declarative device management and asset data (store_sqlite_ddm.c). */
 /* Drops the DDM state, status items and declaration statuses of device
