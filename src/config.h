@@ -44,6 +44,11 @@ typedef struct {
     long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
     long watch_token_ttl;     /* seconds a watch security token / pairing token stays valid, default 600 */
+    /* ADE configuration URL (POST /enroll/ade, ade_enroll.c) */
+    char *ade_auth;           /* Digest user file (user:realm:HA1); NULL = no authentication */
+    long ade_auth_nonce_ttl;  /* seconds a Digest nonce stays fresh, default 300 */
+    char *ade_min_os;         /* minimum OS_VERSION, e.g. "17.4"; NULL = any */
+    char *ade_min_build;      /* BuildVersion named in softwareupdate.required details; NULL = none */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,
