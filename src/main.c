@@ -5,6 +5,7 @@
 #include "cli_ddm.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
+#include "cli_ade_setup.h"
 #include "cli_watch.h"
 #include "serve.h"
 
@@ -33,6 +34,7 @@ static void usage(FILE *out)
                  "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
                  "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
                  "  watches    the Apple Watches enrolled through an iPhone\n"
+                 "  ade setup-commands  commands for ADE devices awaiting configuration: put, get, clear\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
         return cli_ddm_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "watch-enrollment") == 0 || strcmp(cmd, "watches") == 0)
         return cli_watch_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "ade") == 0 && argc > 2 && strcmp(argv[2], "setup-commands") == 0)
+        return cli_ade_setup_main(argc - 2, argv + 2);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
