@@ -142,14 +142,13 @@ static void refuse_old_os(worker_t *w, const machineinfo_t *mi, http_response_t 
 
 /* 401 with the Digest challenge(s). The body is what the device shows above
  * the prompt. */
-static void challenge(worker_t *w, const machineinfo_t *mi, digest_result_t r, const char *why,
-                      http_response_t *resp)
+static void challenge(worker_t *w, const char *serial, digest_result_t r, const char *why, http_response_t *resp)
 {
     char *values[DIGEST_MAX_CHALLENGES];
     size_t n = 0;
     if (digest_auth_challenge(w->app->ade_digest, util_now(), r == DIGEST_STALE_NONCE, values, &n) != 0 ||
         n == 0) {
-        http_refuse(resp, 503, 0, "ADE: cannot make a Digest challenge for serial %.64s", mi->serial);
+        http_refuse(resp, 503, 0, "ADE: cannot make a Digest challenge for serial %.64s", serial);
         return;
     }
     char body[256];
@@ -162,10 +161,10 @@ static void challenge(worker_t *w, const machineinfo_t *mi, digest_result_t r, c
     http_add_header(resp, "Cache-Control", "no-store");
     if (r == DIGEST_MISSING)
         snprintf(resp->log_problem, sizeof resp->log_problem,
-                 "ADE: serial %.64s: authentication required, Digest challenge sent", mi->serial);
+                 "ADE: serial %.64s: authentication required, Digest challenge sent", serial);
     else
         util_set_err(resp->log_problem, sizeof resp->log_problem, "ADE authentication failed for serial %.64s: %s: %.150s%s",
-                 mi->serial, digest_result_name(r), why, r == DIGEST_STALE_NONCE ? " (stale=true)" : "");
+                 serial, digest_result_name(r), why, r == DIGEST_STALE_NONCE ? " (stale=true)" : "");
 }
 
 /* ---- supervision --------------------------------------------------------------- */
@@ -303,7 +302,7 @@ static void enroll(worker_t *w, const http_request_t *req, const machineinfo_t *
             goto out;
         }
         if (r != DIGEST_OK) {
-            challenge(w, mi, r, why, resp);
+            challenge(w, mi->serial, r, why, resp);
             goto out;
         }
     }
@@ -348,6 +347,13 @@ void ade_enroll_handle(worker_t *w, const http_request_t *req, http_response_t *
     }
     if (!app->machineinfo_verifier) {
         http_refuse(resp, 403, 0, "ADE enrollment by MachineInfo is not configured (--machineinfo-ca)");
+        return;
+    }
+    /* HTTP clients that know a URL wants authentication (libcurl's Digest)
+     * probe it with an empty body first, to send the body only once; devices
+     * always send their MachineInfo. The probe gets the challenge. */
+    if (app->ade_digest && req->body_len == 0 && !http_header(req, "Authorization")) {
+        challenge(w, "- (request without MachineInfo)", DIGEST_MISSING, "", resp);
         return;
     }
     machineinfo_t mi;
