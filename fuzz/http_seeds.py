@@ -5,12 +5,26 @@ tests) plus the admin API calls the tests make. @KEY@ and @CERT@ are the
 harness's placeholders (admin key, device certificate header).
 Usage: python3 fuzz/http_seeds.py   (from the repository root)"""
 import base64
+import json
 import os
 
 SEEDS = "fuzz/seeds"
 OUT = os.path.join(SEEDS, "http_request")
 UDID = "00008110-000A1B2C3D4E801E"
 TOPIC = "com.apple.mgmt.External.2f4e6b2a-91c3-4d1e-8f6a-0b7c5d3e9a21"
+
+
+def declarations():
+    """(name, JSON bytes) of each declaration in the declaration seeds (some
+    hold an array, which the admin API takes one at a time)."""
+    for name in sorted(os.listdir(os.path.join(SEEDS, "declaration"))):
+        stem = name.rsplit(".", 1)[0]
+        d = json.loads(read("declaration", name))
+        if isinstance(d, list):
+            for i, one in enumerate(d):
+                yield f"{stem}-{i}", json.dumps(one).encode()
+        else:
+            yield stem, json.dumps(d).encode()
 
 
 def read(*parts):
@@ -109,8 +123,8 @@ for name in sorted(os.listdir(os.path.join(SEEDS, "scep"))):
 
 # Admin API: the declarations the DDM tests use, sets, assignments, groups,
 # asset data, enqueue, watch enablement, enrollment administration.
-for name in sorted(os.listdir(os.path.join(SEEDS, "declaration"))):
-    seeds["admin-declaration-" + name.rsplit(".", 1)[0]] = admin("PUT", "/v1/declarations", read("declaration", name))
+for stem, d in declarations():
+    seeds["admin-declaration-" + stem] = admin("PUT", "/v1/declarations", d)
 seeds["admin-ddm-setup"] = (
     admin("PUT", "/v1/declarations/cfg-pass",
           '{"Type":"com.apple.configuration.passcode.settings","Payload":{"MinimumLength":6}}') +
@@ -131,7 +145,7 @@ seeds["admin-devices"] = (admin("GET", "/v1/devices") + admin("GET", "/v1/device
                           admin("GET", "/v1/devices/" + UDID + "/status-items") +
                           admin("GET", "/v1/devices/" + UDID + "/declarations") +
                           admin("GET", "/v1/devices/" + UDID + "/commands") +
-                          admin("GET", "/v1/commands") + admin("GET", "/v1/events") +
+                          admin("GET", "/v1/commands?status=pending") +
                           admin("GET", "/v1/push-status") + admin("POST", "/v1/push/" + UDID))
 seeds["admin-watch"] = (admin("PUT", "/v1/devices/" + UDID + "/watch-enrollment") +
                         admin("GET", "/v1/devices/" + UDID + "/watch-enrollment") +
@@ -149,6 +163,7 @@ seeds["admin-no-key"] = req("GET", "/v1/devices")
 seeds["expect-continue"] = req("PUT", "/mdm/checkin", auth, ["X-Client-Cert: @CERT@", "Expect: 100-continue"])
 seeds["chunked"] = (b"PUT /mdm/connect HTTP/1.1\r\nHost: x\r\nX-Client-Cert: @CERT@\r\nTransfer-Encoding: chunked\r\n\r\n" +
                     b"%x\r\n" % len(idle) + idle + b"\r\n0\r\n\r\n")
+seeds["events"] = admin("GET", "/v1/devices/" + UDID + "/events")
 seeds["http10-head"] = b"HEAD /enroll HTTP/1.0\r\n\r\n"
 
 os.makedirs(OUT, exist_ok=True)
@@ -156,3 +171,23 @@ for name, data in seeds.items():
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(data)
 print(f"{len(seeds)} seeds in {OUT}")
+
+# fuzz_admin_json: byte 0 picks the call (see fuzz/fuzz_admin_json.c).
+ADMIN_OUT = os.path.join(SEEDS, "admin_json")
+admin_seeds = {}
+for stem, d in declarations():
+    admin_seeds["decl-" + stem] = b"\x00" + d
+admin_seeds["decl-path-minimal"] = b'\x01{"Type":"com.apple.configuration.passcode.settings","Payload":{"MinimumLength":6}}'
+admin_seeds["set"] = b'\x02{"declarations":["fz-decl","mgmt-org","cfg-passcode"]}'
+admin_seeds["set-empty"] = b'\x02{"declarations":[]}'
+admin_seeds["assign-device"] = b'\x03{"device":"FUZZ-UDID-0001"}'
+admin_seeds["assign-group"] = b'\x03{"group":"lab"}'
+admin_seeds["assign-all"] = b'\x03{"all":true}'
+admin_seeds["unassign-device"] = b'\x04{"device":"FUZZ-UDID-0001"}'
+admin_seeds["unassign-group"] = b'\x04{"group":"lab"}'
+admin_seeds["enqueue"] = b"\x05" + read("mdm_message", "command_device_information.plist")
+os.makedirs(ADMIN_OUT, exist_ok=True)
+for name, data in admin_seeds.items():
+    with open(os.path.join(ADMIN_OUT, name), "wb") as f:
+        f.write(data)
+print(f"{len(admin_seeds)} seeds in {ADMIN_OUT}")
