@@ -201,12 +201,17 @@ static void fuzz_http_send(const char *req, size_t len)
             /* Everything sent and the server quiet: end the input with
              * end-of-file. Not earlier: evhttp drops pipelined requests
              * it has not started when it reads end-of-file. */
-            if (write_open && sent == len && quiet++ > 0) {
+            if (write_open && sent == len && quiet > 0) {
                 shutdown(fd, SHUT_WR);
                 write_open = 0;
             }
-            struct pollfd p = {.fd = fd, .events = POLLIN};
-            poll(&p, 1, 1);
+            /* The first quiet round only runs the loop again (evhttp may
+             * have queued work, e.g. the next pipelined request); after
+             * that, wait a little for the server. */
+            if (quiet++ > 0) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                poll(&p, 1, 1);
+            }
         } else {
             quiet = 0;
         }
