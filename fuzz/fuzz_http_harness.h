@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -58,6 +59,24 @@ static void die(const char *what)
     abort();
 }
 
+static char data_dir[128];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* At exit (libFuzzer's time limit or -runs): the data directory goes. A
+ * crash skips this and leaves it for inspection. */
+static void remove_data_dir(void)
+{
+    nftw(data_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static void make_device_cert(void)
 {
     EVP_PKEY *key = pki_new_ec_key();
@@ -95,10 +114,11 @@ static int free_port(void)
 static void fuzz_http_start(void)
 {
     const char *root = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    static char dir[128];
-    snprintf(dir, sizeof dir, "%s/orchard-fuzz-http-XXXXXX", root);
-    if (!mkdtemp(dir))
+    char *dir = data_dir;
+    snprintf(data_dir, sizeof data_dir, "%s/orchard-fuzz-http-XXXXXX", root);
+    if (!mkdtemp(data_dir))
         die("mkdtemp");
+    atexit(remove_data_dir);
     port = free_port();
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
