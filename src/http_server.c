@@ -807,6 +807,22 @@ static void worker_teardown(worker_thread_t *wt)
         store_close(wt->w.store);
 }
 
+static void guard_init(conn_guard_t *guard, const config_t *cfg)
+{
+    atomic_init(&guard->open, 0);
+    guard->max = cfg->max_connections;
+    guard->timeout_us = (int64_t)cfg->timeout_seconds * 1000000;
+    guard->max_body = cfg->max_body;
+    pthread_mutex_init(&guard->refused_log.mu, NULL);
+    pthread_mutex_init(&guard->slow_log.mu, NULL);
+}
+
+static void guard_destroy(conn_guard_t *guard)
+{
+    pthread_mutex_destroy(&guard->refused_log.mu);
+    pthread_mutex_destroy(&guard->slow_log.mu);
+}
+
 int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
 {
     const config_t *cfg = app->cfg;
@@ -834,12 +850,7 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
         ratelimit_free(enroll_limit);
         return -1;
     }
-    atomic_init(&guard->open, 0);
-    guard->max = cfg->max_connections;
-    guard->timeout_us = (int64_t)cfg->timeout_seconds * 1000000;
-    guard->max_body = cfg->max_body;
-    pthread_mutex_init(&guard->refused_log.mu, NULL);
-    pthread_mutex_init(&guard->slow_log.mu, NULL);
+    guard_init(guard, cfg);
     int rc = 0;
     for (int i = 0; i < n; i++) {
         char *err = NULL;
@@ -870,10 +881,45 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
     for (int i = 0; i < n; i++)
         worker_teardown(&workers[i]);
     free(workers);
-    pthread_mutex_destroy(&guard->refused_log.mu);
-    pthread_mutex_destroy(&guard->slow_log.mu);
+    guard_destroy(guard);
     free(guard);
     ratelimit_free(enroll_limit);
     libevent_global_shutdown();
     return rc;
+}
+
+/* ---- one worker on the caller's loop (fuzz harness seam) --------------------- */
+
+struct http_local_worker {
+    worker_thread_t wt;
+    conn_guard_t guard;
+};
+
+http_local_worker_t *http_local_worker_new(const app_t *app, SSL_CTX *ssl_ctx, char **err)
+{
+    http_local_worker_t *lw = calloc(1, sizeof *lw);
+    if (!lw) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    guard_init(&lw->guard, app->cfg);
+    if (worker_setup(&lw->wt, app, ssl_ctx, 0, &lw->guard, NULL, err) != 0) {
+        http_local_worker_free(lw);
+        return NULL;
+    }
+    return lw;
+}
+
+struct event_base *http_local_worker_base(http_local_worker_t *lw)
+{
+    return lw->wt.base;
+}
+
+void http_local_worker_free(http_local_worker_t *lw)
+{
+    if (!lw)
+        return;
+    worker_teardown(&lw->wt);
+    guard_destroy(&lw->guard);
+    free(lw);
 }

@@ -14,4 +14,15 @@ SSL_CTX *http_tls_context(const char *cert_path, const char *key_path, const cha
  * Returns 0 after a clean shutdown, -1 if startup failed. */
 int http_server_run(const app_t *app, SSL_CTX *ssl_ctx);
 
+/* One worker serving cfg->listen on an event loop the caller runs (no
+ * threads, no signal handling, no enrollment rate limit), with the same
+ * evhttp set-up, limits and dispatch as http_server_run. It exists for the
+ * whole-request fuzz harness (fuzz/fuzz_http_request.c), which must drive
+ * the server and its client from one thread to stay deterministic. */
+typedef struct http_local_worker http_local_worker_t;
+struct event_base;
+http_local_worker_t *http_local_worker_new(const app_t *app, SSL_CTX *ssl_ctx, char **err);
+struct event_base *http_local_worker_base(http_local_worker_t *lw);
+void http_local_worker_free(http_local_worker_t *lw);
+
 #endif
