@@ -548,6 +548,12 @@ static const struct store_ops pg_ops = {
     .setting_put = pg_setting_put,
     .setting_get = pg_setting_get,
     .setting_delete = pg_setting_delete,
+    .copy_begin = pg_copy_begin,
+    .copy_end = pg_copy_end,
+    .copy_columns = pg_copy_columns,
+    .copy_count = pg_copy_count,
+    .copy_read = pg_copy_read,
+    .copy_write = pg_copy_write,
 };
 
 /* Replaces every occurrence of `secret` in msg with "***": libpq may echo

@@ -236,6 +236,16 @@ int pg_setting_put(store_t *s, const char *name, const unsigned char *value, siz
 int pg_setting_get(store_t *s, const char *name, unsigned char **value, size_t *len);
 int pg_setting_delete(store_t *s, const char *name);
 
+/* store_pg_copy.c: raw row access for the whole-database copier. */
+int pg_copy_begin(store_t *s, int writable);
+int pg_copy_end(store_t *s, int commit);
+int pg_copy_columns(store_t *s, const char *table, name_cb cb, void *ctx);
+int pg_copy_count(store_t *s, const char *table, int64_t *rows);
+int pg_copy_read(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                 const char *order_by, copy_row_cb cb, void *ctx);
+int pg_copy_write(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                  const store_value_t *values, size_t nrows);
+
 /* store_pg_schema.c: brings the schema to the version this build knows,
  * under an advisory lock; refuses a newer database. */
 int pg_migrate(pg_store *s, int *version);

@@ -1836,6 +1836,12 @@ static const struct store_ops sqlite_ops = {
     .watch_pair_state = sq_watch_pair_state,
     .watch_pairing_get = sq_watch_pairing_get,
     .phone_watches = sq_phone_watches,
+    .copy_begin = sq_copy_begin,
+    .copy_end = sq_copy_end,
+    .copy_columns = sq_copy_columns,
+    .copy_count = sq_copy_count,
+    .copy_read = sq_copy_read,
+    .copy_write = sq_copy_write,
 };
 
 /* Runs a PRAGMA that returns one row and copies its first column as text.
