@@ -68,3 +68,8 @@ if [ -x "$dir/bench/watch_enroll" ]; then
     echo "== complete Apple Watch enrollments (403 + GetToken + profile) beside Idle round trips"
     "$dir/bench/watch_enroll"
 fi
+if [ -x "$dir/bench/ade_enroll" ]; then
+    echo
+    echo "== ADE configuration-URL enrollments (with and without Digest) beside Idle round trips"
+    "$dir/bench/ade_enroll"
+fi

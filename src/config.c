@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ade_enroll.h"
 #include "util.h"
 
 enum {
@@ -50,6 +51,10 @@ enum {
     OPT_ENROLL_RATE,
     OPT_ENROLL_BURST,
     OPT_TRUSTED_PROXY,
+    OPT_ADE_AUTH,
+    OPT_ADE_AUTH_NONCE_TTL,
+    OPT_ADE_MIN_OS,
+    OPT_ADE_MIN_BUILD,
     OPT_HELP
 };
 
@@ -142,6 +147,16 @@ static const struct setting {
     {"trusted-proxy", 1, OPT_TRUSTED_PROXY, "ORCHARD_TRUSTED_PROXY", "ADDR[,ADDR...]",
      "reverse proxies whose X-Forwarded-For (its last entry) names the client for rate limits; "
      "without it the header is ignored"},
+    {"ade-auth", 1, OPT_ADE_AUTH, "ORCHARD_ADE_AUTH", "FILE",
+     "ask people enrolling through ADE for a user name and password (HTTP Digest) checked against this "
+     "file of user:realm:HA1 lines (htdigest format; re-read when it changes); unset = no authentication"},
+    {"ade-auth-nonce-ttl", 1, OPT_ADE_AUTH_NONCE_TTL, "ORCHARD_ADE_AUTH_NONCE_TTL", "SECONDS",
+     "lifetime of a Digest nonce on the ADE configuration URL (default 300)"},
+    {"ade-min-os", 1, OPT_ADE_MIN_OS, "ORCHARD_ADE_MIN_OS", "VERSION",
+     "refuse ADE enrollment below this OS version (e.g. 17.4) with com.apple.softwareupdate.required, so "
+     "the device updates in Setup Assistant first (default: any version)"},
+    {"ade-min-build", 1, OPT_ADE_MIN_BUILD, "ORCHARD_ADE_MIN_BUILD", "BUILD",
+     "build version named with --ade-min-os in the software update request (e.g. 21E219)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -399,6 +414,26 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         set_str(&c->trusted_proxies, v);
         break;
+    case OPT_ADE_AUTH: set_str(&c->ade_auth, v); break;
+    case OPT_ADE_AUTH_NONCE_TTL:
+        if (parse_long(s->flag, v, 1, 86400, &n))
+            return -1;
+        c->ade_auth_nonce_ttl = n;
+        break;
+    case OPT_ADE_MIN_OS:
+        if (!ade_os_version_valid(v)) {
+            fprintf(stderr, "orchard serve: --ade-min-os must be a version like 17.4 or 14.6.1 (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_min_os, v);
+        break;
+    case OPT_ADE_MIN_BUILD:
+        if (!*v || strlen(v) > 32 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(v)) {
+            fprintf(stderr, "orchard serve: --ade-min-build must be a build like 21E219 (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_min_build, v);
+        break;
     default: break;
     }
     return 0;
@@ -431,6 +466,7 @@ int config_parse(config_t *c, int argc, char **argv)
      * endpoints, not bursts of real devices. */
     c->enroll_rate = 50;
     c->enroll_burst = 200;
+    c->ade_auth_nonce_ttl = 300;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -522,5 +558,8 @@ void config_free(config_t *c)
     free(c->apns_ca);
     free(c->org_name);
     free(c->trusted_proxies);
+    free(c->ade_auth);
+    free(c->ade_min_os);
+    free(c->ade_min_build);
     memset(c, 0, sizeof *c);
 }

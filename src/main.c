@@ -6,6 +6,7 @@
 #include "cli_db.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
+#include "cli_ade_setup.h"
 #include "cli_watch.h"
 #include "serve.h"
 
@@ -35,6 +36,7 @@ static void usage(FILE *out)
                  "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
                  "  watches    the Apple Watches enrolled through an iPhone\n"
                  "  db         database maintenance: migrate (apply schema migrations and exit)\n"
+                 "  ade setup-commands  commands for ADE devices awaiting configuration: put, get, clear\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -61,6 +63,8 @@ int main(int argc, char **argv)
         return cli_watch_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "db") == 0)
         return cli_db_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "ade") == 0 && argc > 2 && strcmp(argv[2], "setup-commands") == 0)
+        return cli_ade_setup_main(argc - 2, argv + 2);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ade_await.h"
 #include "app.h"
 #include "ddm.h"
 #include "log.h"
@@ -167,6 +168,11 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     /* An erased phone never checks out: its watches learn of it here. */
     if (applied && !m->user_channel && strcmp(m->status, "Acknowledged") == 0)
         watch_on_command_acknowledged(s, m->device_id, m->command_uuid);
+    /* ADE await configuration: DeviceConfigured once the setup commands
+     * are done; its answer clears the flag. */
+    if (!m->user_channel)
+        ade_await_after_exchange(s, m->device_id, applied ? m->command_uuid : NULL, applied ? m->status : NULL, now,
+                                 &rc, &next);
     /* A DDM sync command is stored without Data; it gets the channel's
      * current tokens now, so however many changes were coalesced into it
      * the device sees the latest DeclarationsToken. */

@@ -86,6 +86,8 @@ void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
         admin_api_handle(w, req, resp);
     } else if (strcmp(p, "/scep") == 0 || strncmp(p, "/scep/", 6) == 0) {
         scep_http_handle(w, req, resp);
+    } else if (strcmp(p, "/enroll/ade") == 0) {
+        ade_enroll_handle(w, req, resp);
     } else if (strcmp(p, "/enroll/watch") == 0) {
         watch_http_handle(w, req, resp);
     } else if (strcmp(p, "/enroll") == 0) {

@@ -597,6 +597,8 @@ struct sq_store {
     sqlite3_stmt *inactive_stmts[SQ_INACTIVE_STMTS]; /* store_sqlite_inactive.c */
     sqlite3_stmt *ddm_stmts[SQ_DDM_STMTS];           /* store_sqlite_ddm.c */
     sqlite3_stmt *watch_stmts[SQ_WATCH_STMTS];       /* store_sqlite_watch.c */
+    sqlite3_stmt *settings_stmts[SQ_SETTINGS_STMTS]; /* store_sqlite_settings.c */
+    sqlite3_stmt *ade_stmts[SQ_ADE_STMTS];           /* store_sqlite_ade.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
     char err[512];
@@ -814,6 +816,16 @@ sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql)
 sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql)
 {
     return prepare_cached(s, &s->watch_stmts[id], sql);
+}
+
+sqlite3_stmt *sq_settings_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->settings_stmts[id], sql);
+}
+
+sqlite3_stmt *sq_ade_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->ade_stmts[id], sql);
 }
 
 int sq_bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -1754,6 +1766,10 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->ddm_stmts[i]);
     for (int i = 0; i < SQ_WATCH_STMTS; i++)
         sqlite3_finalize(s->watch_stmts[i]);
+    for (int i = 0; i < SQ_SETTINGS_STMTS; i++)
+        sqlite3_finalize(s->settings_stmts[i]);
+    for (int i = 0; i < SQ_ADE_STMTS; i++)
+        sqlite3_finalize(s->ade_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(s->db);
     gate_release(s);
@@ -1842,6 +1858,26 @@ static const struct store_ops sqlite_ops = {
     .copy_count = sq_copy_count,
     .copy_read = sq_copy_read,
     .copy_write = sq_copy_write,
+    .enrollment_set_awaiting = sq_enrollment_set_awaiting,
+    .enrollment_awaiting = sq_enrollment_awaiting,
+    .setting_put = sq_setting_put,
+    .setting_get = sq_setting_get,
+    .setting_delete = sq_setting_delete,
+    .ade_token_put = sq_ade_token_put,
+    .ade_token_get = sq_ade_token_get,
+    .ade_token_list = sq_ade_token_list,
+    .ade_token_delete = sq_ade_token_delete,
+    .ade_token_sync_state = sq_ade_token_sync_state,
+    .ade_token_set_account = sq_ade_token_set_account,
+    .ade_token_set_default_profile = sq_ade_token_set_default_profile,
+    .ade_token_reset_cursor = sq_ade_token_reset_cursor,
+    .ade_devices_apply = sq_ade_devices_apply,
+    .ade_device_get = sq_ade_device_get,
+    .ade_device_list = sq_ade_device_list,
+    .ade_device_set_profile = sq_ade_device_set_profile,
+    .ade_profile_put = sq_ade_profile_put,
+    .ade_profile_get = sq_ade_profile_get,
+    .ade_profile_list = sq_ade_profile_list,
 };
 
 /* Runs a PRAGMA that returns one row and copies its first column as text.

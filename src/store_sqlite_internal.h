@@ -13,6 +13,8 @@
 #define SQ_INACTIVE_STMTS 8
 #define SQ_DDM_STMTS 64
 #define SQ_WATCH_STMTS 16
+#define SQ_SETTINGS_STMTS 8
+#define SQ_ADE_STMTS 32
 
 /* The enrollments columns read_enrollment decodes, in order. */
 #define SQ_ENR_COLUMNS                                                                                   \
@@ -42,6 +44,10 @@ sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql);
 sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql);
 /* Statement `id` of store_sqlite_watch.c, prepared once per handle. */
 sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_settings.c, prepared once per handle. */
+sqlite3_stmt *sq_settings_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_ade.c, prepared once per handle. */
+sqlite3_stmt *sq_ade_stmt(sq_store *s, int id, const char *sql);
 /* Decodes a row of SQ_ENR_COLUMNS; -1 only when out of memory. */
 int sq_read_enrollment(sqlite3_stmt *st, enrollment_t *e);
 void sq_stmt_release(sqlite3_stmt *st);
@@ -105,6 +111,32 @@ int sq_watch_pair(store_t *s, const char *watch_udid, const char *phone_udid, in
 int sq_watch_pair_state(store_t *s, const char *watch_udid, const char *state, int64_t now);
 int sq_watch_pairing_get(store_t *s, const char *watch_udid, watch_pairing_t *out);
 int sq_phone_watches(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
+
+/* Await configuration and settings (store_sqlite_settings.c). */
+int sq_enrollment_set_awaiting(store_t *s, const char *id, int awaiting, int64_t now);
+int sq_enrollment_awaiting(store_t *s, const char *id, int *awaiting);
+int sq_setting_put(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
+int sq_setting_get(store_t *s, const char *name, unsigned char **value, size_t *len);
+int sq_setting_delete(store_t *s, const char *name);
+/* Automated Device Enrollment (store_sqlite_ade.c). */
+int sq_ade_token_put(store_t *s, const ade_token_t *t, int64_t now);
+int sq_ade_token_get(store_t *s, const char *name, ade_token_t *out);
+int sq_ade_token_list(store_t *s, ade_token_cb cb, void *ctx);
+int sq_ade_token_delete(store_t *s, const char *name);
+int sq_ade_token_sync_state(store_t *s, const char *name, const char *cursor, const char *error, int64_t now);
+int sq_ade_token_set_account(store_t *s, const char *name, const char *server_name, const char *server_uuid,
+                             const char *org_name, int64_t now);
+int sq_ade_token_set_default_profile(store_t *s, const char *name, const char *profile_uuid, int64_t now);
+int sq_ade_token_reset_cursor(store_t *s, const char *name, int64_t now);
+int sq_ade_devices_apply(store_t *s, const ade_device_t *d, size_t n, int64_t now, int *applied, size_t *added);
+int sq_ade_device_get(store_t *s, const char *serial, ade_device_t *out);
+int sq_ade_device_list(store_t *s, const char *token_name, int include_deleted, const char *after, int limit,
+                       ade_device_cb cb, void *ctx);
+int sq_ade_device_set_profile(store_t *s, const char *serial, const char *profile_uuid, const char *status,
+                              int64_t now);
+int sq_ade_profile_put(store_t *s, const ade_profile_t *p);
+int sq_ade_profile_get(store_t *s, const char *profile_uuid, ade_profile_t *out);
+int sq_ade_profile_list(store_t *s, const char *token_name, ade_profile_cb cb, void *ctx);
 
 /* Declarative device management and asset data (store_sqlite_ddm.c). */
 /* Drops the DDM state, status items and declaration statuses of device

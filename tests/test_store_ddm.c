@@ -1031,7 +1031,8 @@ static void test_migration_from_schema_4(void **state)
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(check, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 5);
+    /* Migrated past 5 to whatever the binary's latest schema is. */
+    assert_true(sqlite3_column_int(st, 0) >= 5);
     sqlite3_finalize(st);
     sqlite3_close(check);
 }
