@@ -45,6 +45,9 @@ enum {
     OPT_INACTIVE_AFTER,
     OPT_ORG_NAME,
     OPT_WATCH_TOKEN_TTL,
+    OPT_ADE_URL,
+    OPT_ADE_CA,
+    OPT_ADE_SYNC_INTERVAL,
     OPT_HELP
 };
 
@@ -124,6 +127,13 @@ static const struct setting {
     {"org-name", 1, OPT_ORG_NAME, "ORCHARD_ORG_NAME", "NAME", "organization shown in profiles (default orchard)"},
     {"watch-token-ttl", 1, OPT_WATCH_TOKEN_TTL, "ORCHARD_WATCH_TOKEN_TTL", "SECONDS",
      "lifetime of Apple Watch security and pairing tokens (default 600)"},
+    {"ade-url", 1, OPT_ADE_URL, "ORCHARD_ADE_URL", "URL",
+     "Apple's device enrollment services for ADE (default https://mdmenrollment.apple.com)"},
+    {"ade-ca", 1, OPT_ADE_CA, "ORCHARD_ADE_CA", "FILE",
+     "CA bundle that the ADE service's certificate must chain to (default: the system store)"},
+    {"ade-sync-interval", 1, OPT_ADE_SYNC_INTERVAL, "ORCHARD_ADE_SYNC_INTERVAL", "MINUTES",
+     "how often each ADE server token's devices are synced; a number is minutes, or give a unit: 30s, 1h "
+     "(default 30; 0 = only when asked: orchard ade token sync)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -320,6 +330,18 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->watch_token_ttl = n;
         break;
+    case OPT_ADE_URL:
+        if (strncmp(v, "https://", 8) != 0) {
+            fprintf(stderr, "orchard serve: --ade-url must start with https:// (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_url, v);
+        break;
+    case OPT_ADE_CA: set_str(&c->ade_ca, v); break;
+    case OPT_ADE_SYNC_INTERVAL:
+        if (parse_duration(s->flag, v, 60, &c->ade_sync_interval))
+            return -1;
+        break;
     default: break;
     }
     return 0;
@@ -345,6 +367,7 @@ int config_parse(config_t *c, int argc, char **argv)
     c->repush_after = 24L * 3600;
     c->inactive_after = 30L * 86400;
     c->watch_token_ttl = 600;
+    c->ade_sync_interval = 1800;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -434,6 +457,8 @@ void config_free(config_t *c)
     free(c->push_key);
     free(c->apns_url);
     free(c->apns_ca);
+    free(c->ade_url);
+    free(c->ade_ca);
     free(c->org_name);
     memset(c, 0, sizeof *c);
 }

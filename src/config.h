@@ -44,6 +44,10 @@ typedef struct {
     long inactive_after;      /* seconds of silence before a device is flagged inactive (0 = never) */
     char *org_name;           /* PayloadOrganization of generated profiles, default "orchard" */
     long watch_token_ttl;     /* seconds a watch security token / pairing token stays valid, default 600 */
+    /* Automated Device Enrollment (Apple's device enrollment services) */
+    char *ade_url;            /* base URL, default https://mdmenrollment.apple.com */
+    char *ade_ca;             /* CA bundle to verify it; NULL = system store */
+    long ade_sync_interval;   /* seconds between background syncs, default 1800; 0 = on demand only */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,
