@@ -19,9 +19,12 @@ enum {
 _Static_assert((int)S_COUNT_ <= (int)PG_ST_MAX, "statement ids overlap");
 
 static const char *const sql[] = {
+    /* Device channels only: await configuration is a Setup Assistant state
+     * of the device (user channels have their own UserConfigured flow). */
     [S_AWAITING_SET - PG_ST_SETTINGS] = "UPDATE enrollments SET awaiting_configuration = $2::boolean,"
-                                        " updated_at = $3::bigint WHERE id = $1::text",
-    [S_AWAITING_GET - PG_ST_SETTINGS] = "SELECT awaiting_configuration FROM enrollments WHERE id = $1::text",
+                                        " updated_at = $3::bigint WHERE id = $1::text AND id = device_id",
+    [S_AWAITING_GET - PG_ST_SETTINGS] = "SELECT awaiting_configuration FROM enrollments"
+                                        " WHERE id = $1::text AND id = device_id",
     [S_PUT - PG_ST_SETTINGS] = "INSERT INTO settings (name, value, updated_at) VALUES ($1::text, $2::bytea, $3::bigint)"
                                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
                                "  updated_at = excluded.updated_at",
@@ -37,17 +40,17 @@ static int run(pg_store *s, int id, const pg_params *p, const char *what, PGresu
 int pg_enrollment_set_awaiting(store_t *base, const char *id, int awaiting, int64_t now)
 {
     pg_store *s = pgs(base);
-    if (!id)
+    if (!id || (awaiting != 0 && awaiting != 1))
         return pg_fail_arg(s, "enrollment_set_awaiting");
     pg_params p;
     pgp_init(&p);
     pgp_text(&p, id);
-    pgp_bool(&p, awaiting != 0);
+    pgp_bool(&p, awaiting);
     pgp_int(&p, now);
     int rows = 0;
     if (run(s, S_AWAITING_SET, &p, "recording await configuration", NULL, &rows) != STORE_OK)
         return STORE_ERR;
-    return rows ? STORE_OK : pg_fail(s, STORE_NOTFOUND, "enrollment not found");
+    return rows ? STORE_OK : pg_fail(s, STORE_NOTFOUND, "device enrollment not found");
 }
 
 int pg_enrollment_awaiting(store_t *base, const char *id, int *awaiting)
@@ -65,7 +68,7 @@ int pg_enrollment_awaiting(store_t *base, const char *id, int *awaiting)
         return STORE_ERR;
     int rc = STORE_OK;
     if (PQntuples(r) == 0)
-        rc = pg_fail(s, STORE_NOTFOUND, "enrollment not found");
+        rc = pg_fail(s, STORE_NOTFOUND, "device enrollment not found");
     else
         *awaiting = pgc_int(r, 0, 0) != 0;
     PQclear(r);

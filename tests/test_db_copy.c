@@ -367,7 +367,7 @@ static int dump_enrollment(void *ctx, const enrollment_t *e)
         (long long)e->silent_since, (long long)e->last_repush_at, e->supervised);
     out_blob(d, "push", e->push_token, e->push_token_len);
     out_blob(d, "unlock", e->unlock_token, e->unlock_token_len);
-    if (with_awaiting) {
+    if (with_awaiting && strcmp(e->id, e->device_id) == 0) {
         int aw = -1;
         assert_int_equal(s->ops->enrollment_awaiting(s, e->id, &aw), STORE_OK);
         out(d, " awaiting=%d", aw);
@@ -593,6 +593,12 @@ static void test_copy_round_trip(void **state)
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         if (!strstr(original, expected[i]))
             fail_msg("the dump lacks \"%s\":\n%s", expected[i], original);
+    static const char *const expected_ade[] = {"ade token abm exp=", "ade device ADE-1 abm iPad", "del=1",
+                                               "ade profile PROF-1", "setting ade.setup_commands value=7b007dfe",
+                                               "awaiting=1"};
+    for (size_t i = 0; with_ade && with_settings && i < sizeof expected_ade / sizeof expected_ade[0]; i++)
+        if (!strstr(original, expected_ade[i]))
+            fail_msg("the dump lacks \"%s\":\n%s", expected_ade[i], original);
 
     int64_t rows = copy_between(fx->src_url, fx->mid_url, STORE_OK);
     assert_true(rows > 50);
