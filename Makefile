@@ -26,8 +26,9 @@ BENCH_SRC := $(wildcard bench/*.c)
 BUILD_DEPS := build-essential pkg-config libssl-dev libevent-dev libsqlite3-dev libjansson-dev \
               libexpat1-dev libcurl4-openssl-dev libpq-dev
 # Extra packages the tests need (postgresql: tests/pg.sh starts a throwaway
-# server so the storage conformance suite also runs on PostgreSQL).
-TEST_DEPS  := libcmocka-dev openssl curl scep libnghttp2-dev postgresql
+# server so the storage conformance suite also runs on PostgreSQL; nginx:
+# tests/test_pg_nginx.c puts two instances behind it).
+TEST_DEPS  := libcmocka-dev openssl curl scep libnghttp2-dev postgresql nginx
 # Libraries only the tests and benchmarks link (the mock APNs server).
 TEST_PKGS  := libnghttp2
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)

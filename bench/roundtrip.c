@@ -11,9 +11,14 @@
  * Reports round trips/s, p50/p99 latency, server CPU seconds per 1,000 round
  * trips and server RSS. Usage:
  *   roundtrip [--devices N] [--rounds R] [--threads T] [--preload M] [--auth signature|mtls] [--db URL]
+ *             [--instances 1|2]
  * with ORCHARD_BIN pointing at the server binary. --db runs the server on
  * that database (e.g. postgres://...; a fresh one: the bench's UDIDs and
  * command UUIDs are fixed); --preload needs the default SQLite database.
+ * --instances 2 (with --db) starts a second server on the same database
+ * (verifying device identities with the first one's CA) and sends every
+ * other device to it, as a load balancer would; CPU figures are the sum of
+ * both servers, RSS the first one's.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -38,7 +43,8 @@ typedef struct {
     int errors;
 } worker_arg_t;
 
-static testserver_t srv;
+static testserver_t srv, srv2;
+static int instances = 1;
 static const char *idle_body;
 static size_t idle_len;
 
@@ -84,11 +90,11 @@ static int cmp_double(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-/* utime+stime of the server, seconds. */
-static double server_cpu(void)
+/* utime+stime of one server, seconds. */
+static double one_server_cpu(const testserver_t *t)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)srv.pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)t->pid);
     char *s = util_read_file(path, 8192, NULL);
     if (!s)
         return 0;
@@ -99,6 +105,11 @@ static double server_cpu(void)
         sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
     free(s);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double server_cpu(void)
+{
+    return one_server_cpu(&srv) + (instances > 1 ? one_server_cpu(&srv2) : 0);
 }
 
 static long server_kb(const char *field)
@@ -218,10 +229,13 @@ int main(int argc, char **argv)
             auth = strcmp(argv[i + 1], "mtls") == 0 ? DEVSIM_AUTH_MTLS : DEVSIM_AUTH_SIGNATURE;
         else if (strcmp(argv[i], "--db") == 0)
             db = argv[i + 1];
+        else if (strcmp(argv[i], "--instances") == 0)
+            instances = atoi(argv[i + 1]);
     }
-    if (threads < 1 || threads > 64 || ndev < threads || rounds < 1 || (db && preload_n > 0)) {
+    if (threads < 1 || threads > 64 || ndev < threads || rounds < 1 || (db && preload_n > 0) || instances < 1 ||
+        instances > 2 || (instances > 1 && !db)) {
         fprintf(stderr, "usage: roundtrip [--devices N] [--rounds R] [--threads T<=64] [--preload M] "
-                        "[--auth signature|mtls] [--db URL (not with --preload)]\n");
+                        "[--auth signature|mtls] [--db URL (not with --preload)] [--instances 1|2 (with --db)]\n");
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -230,6 +244,12 @@ int main(int argc, char **argv)
         return 1;
     if (preload_n > 0 && preload(preload_n) != 0)
         return 1;
+    if (instances > 1) {
+        const char *args2[] = {"--enable-noop-endpoint", "--log-level", "warn", "--db", db, "--client-ca", srv.ca_path,
+                               NULL};
+        if (testserver_start(&srv2, args2) != 0)
+            return 1;
+    }
 
     devsim_t **devs = calloc((size_t)ndev, sizeof *devs);
     char *ids = calloc((size_t)ndev, 48);
@@ -241,7 +261,8 @@ int main(int argc, char **argv)
         X509 *cert = NULL;
         if (testserver_device_identity(&srv, udid, &key, &cert) != 0)
             return 1;
-        devs[i] = devsim_new(srv.base_url, srv.ca_path, udid, key, cert, auth);
+        const testserver_t *to = instances > 1 && i % 2 ? &srv2 : &srv;
+        devs[i] = devsim_new(to->base_url, to->ca_path, udid, key, cert, auth);
         EVP_PKEY_free(key);
         X509_free(cert);
         if (devsim_authenticate(devs[i]) != 200 || devsim_token_update(devs[i]) != 200) {
@@ -306,9 +327,9 @@ int main(int argc, char **argv)
     long rss = server_kb("VmRSS"), hwm = server_kb("VmHWM");
     double noop_rate = noop.rts / noop.seconds, mdm_rate = mdm.rts / mdm.seconds;
     printf("round-trip benchmark: %d devices (%s, keep-alive HTTPS), %d client threads, "
-           "%d rounds, %d preloaded enrollments, %s\n",
+           "%d rounds, %d preloaded enrollments, %s, %d instance%s\n",
            ndev, auth == DEVSIM_AUTH_MTLS ? "mTLS identity" : "Mdm-Signature", threads, rounds, preload_n,
-           db && strncmp(db, "postgres", 8) == 0 ? "PostgreSQL" : "SQLite");
+           db && strncmp(db, "postgres", 8) == 0 ? "PostgreSQL" : "SQLite", instances, instances > 1 ? "s" : "");
     printf("%-6s %10s %10s %10s %14s %8s\n", "phase", "rt/s", "p50 ms", "p99 ms", "cpu s/1000rt", "errors");
     printf("%-6s %10.0f %10.2f %10.2f %14.3f %8d\n", "noop", noop_rate, noop.p50, noop.p99,
            noop.cpu / noop.rts * 1000, noop.errors);
@@ -322,6 +343,8 @@ int main(int argc, char **argv)
     free(devs);
     free(ids);
     int rc = testserver_stop(&srv);
+    if (instances > 1 && testserver_stop(&srv2) != 0)
+        rc = 1;
     curl_global_cleanup();
     return rc == 0 && mdm.errors == 0 && noop.errors == 0 ? 0 : 1;
 }

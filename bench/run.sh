@@ -17,10 +17,15 @@ echo "== round trips (200 devices, Mdm-Signature), 100,000 enrollments stored"
 if [ -x "$dir/bench/store_scale_pg" ]; then
     pg_dir=$(mktemp -d /tmp/orchard-pg-bench-XXXXXX)
     if url=$(ORCHARD_PG_FSYNC=on sh tests/pg.sh start "$pg_dir" | tail -n 1) && [ -n "$url" ]; then
-        psql -q "${url%/*}/postgres" -c "CREATE DATABASE orchard_rt" -c "CREATE DATABASE orchard_scale" >/dev/null
+        psql -q "${url%/*}/postgres" -c "CREATE DATABASE orchard_rt" -c "CREATE DATABASE orchard_rt2" \
+            -c "CREATE DATABASE orchard_scale" >/dev/null
         echo
         echo "== round trips (200 devices, Mdm-Signature), PostgreSQL"
         "$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --db "${url%/*}/orchard_rt" || true
+        echo
+        echo "== round trips (200 devices, Mdm-Signature), PostgreSQL, two instances"
+        "$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --instances 2 \
+            --db "${url%/*}/orchard_rt2" || true
         echo
         echo "== next-command lookup vs store size, PostgreSQL"
         ORCHARD_BENCH_DB="${url%/*}/orchard_scale" "$dir/bench/store_scale_pg" || true

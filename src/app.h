@@ -14,6 +14,8 @@
 #include "push.h"
 #include "store.h"
 
+struct ade_env_s;
+
 typedef struct {
     const config_t *cfg;
     identity_verifier_t *verifier;
@@ -36,6 +38,9 @@ typedef struct {
      * no authentication). Mutable behind the pointer: it keeps the replay
      * table and reloads the user file (its own lock). */
     digest_auth_t *ade_digest;
+    /* Automated Device Enrollment (ade_sync.h): seal key, Apple's service,
+     * sync cadence. NULL when it could not be prepared (logged). */
+    struct ade_env_s *ade;
 } app_t;
 
 struct ratelimit;
@@ -81,6 +86,9 @@ int admin_ade_setup_handle(worker_t *w, const http_request_t *req, const char *s
  * data downloads GET /mdm/assets/<name> (mdm_asset.c). */
 int admin_ddm_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 void mdm_asset_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* Automated Device Enrollment admin calls under /v1/ade/ (admin_ade.c; 1 if
+ * it handled the path). */
+int admin_ade_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 /* Asset data names: [A-Za-z0-9._-], 1..128 characters, not "." or "..". */
 int mdm_asset_name_valid(const char *name);
 

@@ -1,5 +1,9 @@
 /* `orchard db migrate`: brings a database's schema to the version this
- * orchard knows, then exits. The server does the same when it starts; the
+ * orchard knows, then exits. `orchard db copy`: copies a whole database
+ * into a new, empty one, between SQLite and PostgreSQL either way
+ * (store_copy.c says how and why).
+ *
+ * migrate: The server does the same when it starts; the
  * subcommand lets an operator migrate once, before starting several
  * instances of a new version (or to see a refusal without starting one).
  * Opening the store applies the migrations (store.h), so this is an open and
@@ -16,14 +20,22 @@
 
 static const char *const usage_text =
     "usage: orchard db migrate [--db URL] [--data-dir DIR]\n"
+    "       orchard db copy --from URL --to URL\n"
     "\n"
-    "Applies the database schema migrations and exits.\n"
+    "migrate applies the database schema migrations and exits.\n"
+    "copy copies every row of one database into another, new and empty one\n"
+    "(created and migrated first), in one transaction: SQLite to PostgreSQL\n"
+    "or back. Stop orchard first: rows written after the copy starts are\n"
+    "not copied. A non-empty target is refused and left unchanged.\n"
     "  --db URL        sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE\n"
     "                  (default $ORCHARD_DB, else sqlite:DIR/orchard.db); prefer\n"
     "                  $ORCHARD_DB for a URL with a password: flags are visible\n"
     "                  in the process list\n"
     "  --data-dir DIR  where the default SQLite database lives\n"
-    "                  (default $ORCHARD_DATA_DIR, else ./var)\n";
+    "                  (default $ORCHARD_DATA_DIR, else ./var)\n"
+    "  --from URL, --to URL  the databases (sqlite:PATH or postgres://...);\n"
+    "                  $ORCHARD_DB_FROM / $ORCHARD_DB_TO keep passwords out of\n"
+    "                  the process list\n";
 
 static int migrate(int argc, char **argv)
 {
@@ -73,8 +85,70 @@ static int migrate(int argc, char **argv)
     return 0;
 }
 
+static int copy(int argc, char **argv)
+{
+    const char *from = getenv("ORCHARD_DB_FROM");
+    const char *to = getenv("ORCHARD_DB_TO");
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "orchard db copy: %s needs a value (or is unknown)\n%s", argv[i], usage_text);
+            return 2;
+        }
+        if (strcmp(argv[i], "--from") == 0)
+            from = argv[++i];
+        else if (strcmp(argv[i], "--to") == 0)
+            to = argv[++i];
+        else {
+            fprintf(stderr, "orchard db copy: unknown option %s\n%s", argv[i], usage_text);
+            return 2;
+        }
+    }
+    if (!from || !*from || !to || !*to) {
+        fprintf(stderr, "orchard db copy: both --from and --to are needed\n%s", usage_text);
+        return 2;
+    }
+    if (strcmp(from, to) == 0) {
+        fprintf(stderr, "orchard db copy: --from and --to name the same database\n");
+        return 2;
+    }
+    /* Opening migrates: an older source is brought to this orchard's
+     * schema like a server start would, a newer one refused; the target is
+     * created at the same version. err never contains a password. */
+    char *err = NULL;
+    store_t *src = store_open(from, &err);
+    if (!src) {
+        fprintf(stderr, "orchard db copy: cannot open the source database: %s\n", err ? err : "unknown error");
+        free(err);
+        return 1;
+    }
+    store_t *dst = store_open(to, &err);
+    if (!dst) {
+        fprintf(stderr, "orchard db copy: cannot open the target database: %s\n", err ? err : "unknown error");
+        free(err);
+        store_close(src);
+        return 1;
+    }
+    int64_t rows = 0;
+    int rc = store_copy(src, dst, &rows, &err);
+    store_close(dst);
+    store_close(src);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "orchard db copy: %s; nothing was written\n", err ? err : "failed");
+        free(err);
+        return 1;
+    }
+    printf("copied %lld rows\n", (long long)rows);
+    return 0;
+}
+
 int cli_db_main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "copy") == 0)
+        return copy(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "migrate") == 0)
         return migrate(argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)) {

@@ -1,4 +1,4 @@
-/* `orchard db`: database maintenance on the command line (migrate). */
+/* `orchard db`: database maintenance on the command line (migrate, copy). */
 #ifndef ORCHARD_CLI_DB_H
 #define ORCHARD_CLI_DB_H
 

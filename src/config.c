@@ -55,6 +55,9 @@ enum {
     OPT_ADE_AUTH_NONCE_TTL,
     OPT_ADE_MIN_OS,
     OPT_ADE_MIN_BUILD,
+    OPT_ADE_URL,
+    OPT_ADE_CA,
+    OPT_ADE_SYNC_INTERVAL,
     OPT_HELP
 };
 
@@ -157,6 +160,13 @@ static const struct setting {
      "the device updates in Setup Assistant first (default: any version)"},
     {"ade-min-build", 1, OPT_ADE_MIN_BUILD, "ORCHARD_ADE_MIN_BUILD", "BUILD",
      "build version named with --ade-min-os in the software update request (e.g. 21E219)"},
+    {"ade-url", 1, OPT_ADE_URL, "ORCHARD_ADE_URL", "URL",
+     "Apple's device enrollment services for ADE (default https://mdmenrollment.apple.com)"},
+    {"ade-ca", 1, OPT_ADE_CA, "ORCHARD_ADE_CA", "FILE",
+     "CA bundle that the ADE service's certificate must chain to (default: the system store)"},
+    {"ade-sync-interval", 1, OPT_ADE_SYNC_INTERVAL, "ORCHARD_ADE_SYNC_INTERVAL", "MINUTES",
+     "how often each ADE server token's devices are synced; a number is minutes, or give a unit: 30s, 1h "
+     "(default 30; 0 = only when asked: orchard ade token sync)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -434,6 +444,18 @@ static int apply(config_t *c, const struct setting *s, const char *v)
         }
         set_str(&c->ade_min_build, v);
         break;
+    case OPT_ADE_URL:
+        if (strncmp(v, "https://", 8) != 0) {
+            fprintf(stderr, "orchard serve: --ade-url must start with https:// (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_url, v);
+        break;
+    case OPT_ADE_CA: set_str(&c->ade_ca, v); break;
+    case OPT_ADE_SYNC_INTERVAL:
+        if (parse_duration(s->flag, v, 60, &c->ade_sync_interval))
+            return -1;
+        break;
     default: break;
     }
     return 0;
@@ -467,6 +489,7 @@ int config_parse(config_t *c, int argc, char **argv)
     c->enroll_rate = 50;
     c->enroll_burst = 200;
     c->ade_auth_nonce_ttl = 300;
+    c->ade_sync_interval = 1800;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -556,6 +579,8 @@ void config_free(config_t *c)
     free(c->push_key);
     free(c->apns_url);
     free(c->apns_ca);
+    free(c->ade_url);
+    free(c->ade_ca);
     free(c->org_name);
     free(c->trusted_proxies);
     free(c->ade_auth);

@@ -54,6 +54,10 @@ typedef struct {
     long ade_auth_nonce_ttl;  /* seconds a Digest nonce stays fresh, default 300 */
     char *ade_min_os;         /* minimum OS_VERSION, e.g. "17.4"; NULL = any */
     char *ade_min_build;      /* BuildVersion named in softwareupdate.required details; NULL = none */
+    /* Automated Device Enrollment (Apple's device enrollment services) */
+    char *ade_url;            /* base URL, default https://mdmenrollment.apple.com */
+    char *ade_ca;             /* CA bundle to verify it; NULL = system store */
+    long ade_sync_interval;   /* seconds between background syncs, default 1800; 0 = on demand only */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,

@@ -17,6 +17,8 @@
 #include "config.h"
 #include "http_server.h"
 #include "identity.h"
+#include "ade_sync.h"
+#include "ade_syncer.h"
 #include "inactivity.h"
 #include "log.h"
 #include "pairing.h"
@@ -303,6 +305,9 @@ int serve_main(int argc, char **argv)
     pusher_t *pusher = NULL;
     inactivity_t *sweep = NULL;
     SSL_CTX *ssl_ctx = NULL;
+    ade_env_t ade;
+    int ade_ready = 0;
+    ade_syncer_t *ade_syncer = NULL;
 
     if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
         log_error("cannot create data directory %s: %s", cfg.data_dir, strerror(errno));
@@ -325,6 +330,21 @@ int serve_main(int argc, char **argv)
         log_error("cannot open database: %s", err ? err : "unknown error");
         goto out;
     }
+    /* ADE: the seal key for token credentials, Apple's service, and the
+     * renewal warnings at start (the sync thread repeats them daily). */
+    char ade_err[256];
+    if (ade_env_init(&ade, cfg.data_dir, cfg.db, cfg.public_url, ade_err, sizeof ade_err) != 0) {
+        log_error("ADE disabled: %s", ade_err);
+    } else {
+        ade_ready = 1;
+        ade.client.base_url = cfg.ade_url;
+        ade.client.ca_file = cfg.ade_ca;
+        ade.client.user_agent = "orchard/1";
+        ade.interval_s = cfg.ade_sync_interval;
+        app.ade = &ade;
+        if (cfg.ade_sync_interval <= 0)
+            ade_warn_expiry(store, util_now());
+    }
     store_close(store);
     if (!(verifier = identity_verifier_new(cfg.client_ca, &err))) {
         log_error("cannot load the device identity CA: %s", err ? err : "unknown error");
@@ -343,6 +363,8 @@ int serve_main(int argc, char **argv)
                             .repush_after_s = cfg.repush_after,
                             .inactive_after_s = cfg.inactive_after};
     sweep = inactivity_start(&io);
+    if (ade_ready)
+        ade_syncer = ade_syncer_start(&ade);
 
     app.cfg = &cfg;
     app.verifier = verifier;
@@ -362,6 +384,9 @@ out:
         free(enroll_secret);
     }
     unload_enrollment(&app);
+    ade_syncer_stop(ade_syncer);
+    if (ade_ready)
+        ade_env_clear(&ade);
     inactivity_stop(sweep); /* before the pusher it pushes through */
     pusher_free(pusher);
     SSL_CTX_free(ssl_ctx);

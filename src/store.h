@@ -318,6 +318,16 @@ typedef int (*ade_token_cb)(void *ctx, const ade_token_t *t);              /* no
 typedef int (*ade_device_cb)(void *ctx, const ade_device_t *d);            /* non-zero stops */
 typedef int (*ade_profile_cb)(void *ctx, const ade_profile_t *p);          /* non-zero stops */
 
+/* One column value of a copied row (copy_read / copy_write): kind 'i'
+ * (integer; booleans are 0/1), 't' (text, NUL-terminated) or 'b' (bytes). */
+typedef struct {
+    int is_null;
+    int64_t i;              /* kind 'i' */
+    const unsigned char *p; /* kinds 't' and 'b' */
+    size_t len;
+} store_value_t;
+typedef int (*copy_row_cb)(void *ctx, const store_value_t *values); /* non-zero stops (and fails the read) */
+
 typedef int (*enrollment_cb)(void *ctx, const enrollment_t *e);          /* non-zero stops */
 typedef int (*command_target_cb)(void *ctx, const command_target_t *t); /* non-zero stops */
 typedef int (*event_cb)(void *ctx, const store_event_t *ev);                   /* non-zero stops */
@@ -643,6 +653,30 @@ struct store_ops {
     int (*setting_put)(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
     int (*setting_get)(store_t *s, const char *name, unsigned char **value, size_t *len);
     int (*setting_delete)(store_t *s, const char *name);
+
+    /* ---- Whole-database copy (orchard db copy; store_copy.c) ----
+     * Raw row access for the backend-neutral copier only; protocol code
+     * never uses these. Table and column names are the copier's constants
+     * (the same on every backend); kinds are as in store_value_t.
+     * copy_begin: writable 0 opens a read-only snapshot (the source),
+     * 1 the one write transaction the whole import runs in (the target);
+     * copy_end commits (commit 1) or rolls back; on commit the target
+     * makes its id generators continue after the copied ids.
+     * copy_columns: the table's stored columns, each once, in any order
+     * (columns the backend derives itself, such as command_targets.pending,
+     * left out), so the copier can refuse a table it does not fully know.
+     * copy_count: rows in the table. copy_read: every row, ordered by
+     * `order_by` (column names, comma-separated), values in the order of
+     * columns[0..n). copy_write: inserts nrows rows of n values each
+     * (values[row * n + col]) with their ids as given. */
+    int (*copy_begin)(store_t *s, int writable);
+    int (*copy_end)(store_t *s, int commit);
+    int (*copy_columns)(store_t *s, const char *table, name_cb cb, void *ctx);
+    int (*copy_count)(store_t *s, const char *table, int64_t *rows);
+    int (*copy_read)(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                     const char *order_by, copy_row_cb cb, void *ctx);
+    int (*copy_write)(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                      const store_value_t *values, size_t nrows);
 };
 
 struct store {
@@ -669,6 +703,13 @@ void asset_data_free(asset_data_t *a);
 void ade_token_free(ade_token_t *t);
 void ade_device_free(ade_device_t *d);
 void ade_profile_free(ade_profile_t *p);
+
+/* Copies every table of `from` into `to` (store_copy.c): both open, at the
+ * same schema version (store_open sees to that), `to` empty (else
+ * STORE_CONFLICT, nothing written), all of it in one transaction on `to`.
+ * *rows (if given) counts the rows copied. On failure *err (heap) says
+ * why and `to` is unchanged. */
+int store_copy(store_t *from, store_t *to, int64_t *rows, char **err);
 
 /* Backend constructors (used by store_open). */
 store_t *store_sqlite_open(const char *path, char **err);

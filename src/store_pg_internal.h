@@ -36,13 +36,15 @@ enum {
     PG_ST_INACTIVE = 128, /* store_pg_inactive.c */
     PG_ST_DDM = 136,      /* store_pg_ddm.c */
     PG_ST_WATCH = 216,    /* store_pg_watch.c */
-    PG_ST_MAX = 240
+    PG_ST_ADE = 240,      /* store_pg_ade.c */
+    PG_ST_SETTINGS = 264, /* store_pg_settings.c */
+    PG_ST_MAX = 272
 };
 
 /* Parameters of one statement. Integers travel as text, byte strings in
  * binary format (no escaping: bytea values are sent as they are). The
  * pointers are borrowed and must outlive pg_run. */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 20
 typedef struct {
     int n;
     int oom; /* more parameters than PG_MAX_PARAMS, or a blob too large */
@@ -206,6 +208,43 @@ int pg_watch_pair(store_t *s, const char *watch_udid, const char *phone_udid, in
 int pg_watch_pair_state(store_t *s, const char *watch_udid, const char *state, int64_t now);
 int pg_watch_pairing_get(store_t *s, const char *watch_udid, watch_pairing_t *out);
 int pg_phone_watches(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
+
+/* store_pg_ade.c: Automated Device Enrollment (schema 6). */
+int pg_ade_token_put(store_t *s, const ade_token_t *t, int64_t now);
+int pg_ade_token_get(store_t *s, const char *name, ade_token_t *out);
+int pg_ade_token_list(store_t *s, ade_token_cb cb, void *ctx);
+int pg_ade_token_delete(store_t *s, const char *name);
+int pg_ade_token_sync_state(store_t *s, const char *name, const char *cursor, const char *error, int64_t now);
+int pg_ade_token_set_account(store_t *s, const char *name, const char *server_name, const char *server_uuid,
+                             const char *org_name, int64_t now);
+int pg_ade_token_set_default_profile(store_t *s, const char *name, const char *profile_uuid, int64_t now);
+int pg_ade_token_reset_cursor(store_t *s, const char *name, int64_t now);
+int pg_ade_devices_apply(store_t *s, const ade_device_t *d, size_t n, int64_t now, int *applied, size_t *added);
+int pg_ade_device_get(store_t *s, const char *serial, ade_device_t *out);
+int pg_ade_device_list(store_t *s, const char *token_name, int include_deleted, const char *after, int limit,
+                       ade_device_cb cb, void *ctx);
+int pg_ade_device_set_profile(store_t *s, const char *serial, const char *profile_uuid, const char *status,
+                              int64_t now);
+int pg_ade_profile_put(store_t *s, const ade_profile_t *p);
+int pg_ade_profile_get(store_t *s, const char *profile_uuid, ade_profile_t *out);
+int pg_ade_profile_list(store_t *s, const char *token_name, ade_profile_cb cb, void *ctx);
+
+/* store_pg_settings.c: await configuration and settings (schema 6). */
+int pg_enrollment_set_awaiting(store_t *s, const char *id, int awaiting, int64_t now);
+int pg_enrollment_awaiting(store_t *s, const char *id, int *awaiting);
+int pg_setting_put(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
+int pg_setting_get(store_t *s, const char *name, unsigned char **value, size_t *len);
+int pg_setting_delete(store_t *s, const char *name);
+
+/* store_pg_copy.c: raw row access for the whole-database copier. */
+int pg_copy_begin(store_t *s, int writable);
+int pg_copy_end(store_t *s, int commit);
+int pg_copy_columns(store_t *s, const char *table, name_cb cb, void *ctx);
+int pg_copy_count(store_t *s, const char *table, int64_t *rows);
+int pg_copy_read(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                 const char *order_by, copy_row_cb cb, void *ctx);
+int pg_copy_write(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                  const store_value_t *values, size_t nrows);
 
 /* store_pg_schema.c: brings the schema to the version this build knows,
  * under an advisory lock; refuses a newer database. */

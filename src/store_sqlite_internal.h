@@ -178,4 +178,14 @@ int sq_asset_data_put(store_t *s, const asset_data_t *a, int64_t now);
 int sq_asset_data_get(store_t *s, const char *name, asset_data_t *out);
 int sq_asset_data_delete(store_t *s, const char *name);
 
+/* store_sqlite_copy.c: raw row access for the whole-database copier. */
+int sq_copy_begin(store_t *s, int writable);
+int sq_copy_end(store_t *s, int commit);
+int sq_copy_columns(store_t *s, const char *table, name_cb cb, void *ctx);
+int sq_copy_count(store_t *s, const char *table, int64_t *rows);
+int sq_copy_read(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                 const char *order_by, copy_row_cb cb, void *ctx);
+int sq_copy_write(store_t *s, const char *table, const char *const *columns, const char *kinds, size_t n,
+                  const store_value_t *values, size_t nrows);
+
 #endif

@@ -6,6 +6,10 @@
 #                              a role with a password and a database, and
 #                              print the database URL as the last line
 #   sh tests/pg.sh stop DIR    stop that cluster and remove DIR
+#   sh tests/pg.sh halt DIR    stop the server (fast shutdown: sessions are
+#                              cut, as in an outage), keeping the cluster
+#   sh tests/pg.sh resume DIR  start a halted cluster again on its port
+#                              (tests/test_pg_outage.c)
 #
 # The role may create databases (tests/test_pg_store.c makes scratch ones)
 # and connects over TCP with a SCRAM password, as a real deployment does;
@@ -44,6 +48,28 @@ as_owner()
     fi
 }
 
+# Starts the server of cluster $2 on port $3.
+run_server()
+{
+    as_owner "$1/pg_ctl" -D "$2/data" -l "$2/server.log" -w -t 30 \
+        -o "-k $2 -p $3 -c listen_addresses=127.0.0.1 -c fsync=${ORCHARD_PG_FSYNC:-off} -c max_connections=200" \
+        start >/dev/null 2>&1
+}
+
+halt()
+{
+    bin=$(pg_bindir)
+    as_owner "$bin/pg_ctl" -D "$1/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+        { echo "pg.sh: stopping the server in $1 failed" >&2; return 1; }
+}
+
+resume()
+{
+    bin=$(pg_bindir)
+    run_server "$bin" "$1" "$(cat "$1/port")" ||
+        { cat "$1/server.log" >&2; echo "pg.sh: the server in $1 did not start again" >&2; return 1; }
+}
+
 start()
 {
     dir=$1
@@ -59,9 +85,7 @@ start()
     port=$((50000 + $$ % 10000))
     tries=0
     while :; do
-        if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-            -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=${ORCHARD_PG_FSYNC:-off} -c max_connections=200" \
-            start >/dev/null 2>&1; then
+        if run_server "$bin" "$dir" "$port"; then
             break
         fi
         tries=$((tries + 1))
@@ -94,8 +118,10 @@ stop()
 case "${1:-}" in
 start) start "${2:?cluster directory}" ;;
 stop) stop "${2:?cluster directory}" ;;
+halt) halt "${2:?cluster directory}" ;;
+resume) resume "${2:?cluster directory}" ;;
 *)
-    echo "usage: sh tests/pg.sh start|stop DIR" >&2
+    echo "usage: sh tests/pg.sh start|stop|halt|resume DIR" >&2
     exit 2
     ;;
 esac

@@ -5,7 +5,8 @@
 #
 # Two passes. The first runs every binary except test_pg_* as it is (the
 # storage tests on fresh SQLite files). The second runs the storage
-# conformance suites (test_store*) again, and the PostgreSQL tests
+# conformance suites (test_store*) and the database copy test (test_db_copy:
+# SQLite to PostgreSQL and back) again, and the PostgreSQL tests
 # (test_pg_*), against a throwaway PostgreSQL server that tests/pg.sh starts
 # (ORCHARD_TEST_DB=its URL, a fresh database per binary where the role may
 # create one); their names are reported as NAME@postgres and
@@ -76,7 +77,7 @@ for t in "$dir"/tests/test_*; do
     selected "$name" "$@" || continue
     case "$name" in
     test_pg_*) pg_wanted="$pg_wanted $t"; continue ;;
-    test_store*) pg_wanted="$pg_wanted $t" ;;
+    test_store* | test_db_copy) pg_wanted="$pg_wanted $t" ;;
     esac
     run_one "$t" "$name"
 done

@@ -559,6 +559,49 @@ static void test_repush_claim_takes_each_device_once(void **state)
     assert_int_equal(mine, DEVICES);
 }
 
+/* Schema 6 on PostgreSQL: the await-configuration flag and settings (the
+ * ADE operations have their own conformance suite). Binary values with NUL
+ * bytes and an empty value survive the round trip. */
+static void test_awaiting_and_settings(void **state)
+{
+    conf_t *fx = *state;
+    NEED_PG();
+    store_t *s = fx->s;
+    const char *dev = conf_active_device(fx, "await", 1, CONF_T0);
+    assert_non_null(dev);
+    int awaiting = -1;
+    assert_int_equal(OPS(fx)->enrollment_awaiting(s, dev, &awaiting), STORE_OK);
+    assert_int_equal(awaiting, 0);
+    assert_int_equal(OPS(fx)->enrollment_set_awaiting(s, dev, 1, CONF_T0 + 1), STORE_OK);
+    assert_int_equal(OPS(fx)->enrollment_awaiting(s, dev, &awaiting), STORE_OK);
+    assert_int_equal(awaiting, 1);
+    assert_int_equal(OPS(fx)->enrollment_set_awaiting(s, dev, 0, CONF_T0 + 2), STORE_OK);
+    assert_int_equal(OPS(fx)->enrollment_awaiting(s, dev, &awaiting), STORE_OK);
+    assert_int_equal(awaiting, 0);
+    const char *ghost = conf_name(fx, "ghost");
+    assert_int_equal(OPS(fx)->enrollment_set_awaiting(s, ghost, 1, CONF_T0), STORE_NOTFOUND);
+    assert_int_equal(OPS(fx)->enrollment_awaiting(s, ghost, &awaiting), STORE_NOTFOUND);
+
+    const char *name = conf_name(fx, "setting");
+    static const unsigned char v1[] = {'a', 0, 'b', 0xff};
+    unsigned char *got = NULL;
+    size_t len = 0;
+    assert_int_equal(OPS(fx)->setting_get(s, name, &got, &len), STORE_NOTFOUND);
+    assert_int_equal(OPS(fx)->setting_put(s, name, v1, sizeof v1, CONF_T0), STORE_OK);
+    assert_int_equal(OPS(fx)->setting_get(s, name, &got, &len), STORE_OK);
+    assert_int_equal(len, sizeof v1);
+    assert_memory_equal(got, v1, sizeof v1);
+    free(got);
+    assert_int_equal(OPS(fx)->setting_put(s, name, (const unsigned char *)"", 0, CONF_T0 + 1), STORE_OK);
+    assert_int_equal(OPS(fx)->setting_get(s, name, &got, &len), STORE_OK);
+    assert_non_null(got);
+    assert_int_equal(len, 0);
+    free(got);
+    assert_int_equal(OPS(fx)->setting_delete(s, name), STORE_OK);
+    assert_int_equal(OPS(fx)->setting_delete(s, name), STORE_NOTFOUND);
+    assert_int_equal(OPS(fx)->setting_get(s, name, &got, &len), STORE_NOTFOUND);
+}
+
 #define PG_TEST(f) cmocka_unit_test_setup_teardown(f, conf_setup, conf_teardown)
 
 int main(void)
@@ -577,6 +620,7 @@ int main(void)
         PG_TEST(test_result_applied_once_across_instances),
         PG_TEST(test_lease_taken_by_one_instance),
         PG_TEST(test_repush_claim_takes_each_device_once),
+        PG_TEST(test_awaiting_and_settings),
     };
     return cmocka_run_group_tests_name("store_pg", tests, NULL, NULL);
 }

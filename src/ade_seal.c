@@ -1,0 +1,140 @@
+/* AES-256-GCM sealing of ADE credentials (see ade_seal.h). */
+#include "ade_seal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "util.h"
+
+#define SEAL_VERSION 1
+#define NONCE_LEN 12
+#define TAG_LEN 16
+
+static int read_key(const char *path, unsigned char key[ADE_SEAL_KEY_LEN], char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *data = util_read_file(path, 4096, &len);
+    if (!data) {
+        util_set_err(err, errlen, "cannot read the ADE key %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    if (len == ADE_SEAL_KEY_LEN) {
+        memcpy(key, data, ADE_SEAL_KEY_LEN);
+        rc = 0;
+    } else {
+        util_set_err(err, errlen, "the ADE key %s must be exactly %d bytes (it has %zu); not replacing it", path,
+                     ADE_SEAL_KEY_LEN, len);
+    }
+    OPENSSL_cleanse(data, len);
+    free(data);
+    return rc;
+}
+
+int ade_seal_key_load(const char *data_dir, unsigned char key[ADE_SEAL_KEY_LEN], char *err, size_t errlen)
+{
+    char *path = util_strdup_printf("%s/%s", data_dir, ADE_SEAL_KEY_FILE);
+    char *tmp = util_strdup_printf("%s/%s.new.%ld", data_dir, ADE_SEAL_KEY_FILE, (long)getpid());
+    int rc = -1;
+    if (!path || !tmp) {
+        util_set_err(err, errlen, "out of memory");
+        goto out;
+    }
+    if (access(path, F_OK) == 0) {
+        rc = read_key(path, key, err, errlen);
+        goto out;
+    }
+    unsigned char fresh[ADE_SEAL_KEY_LEN];
+    if (RAND_bytes(fresh, sizeof fresh) != 1) {
+        util_set_err(err, errlen, "no randomness for the ADE key");
+        goto out;
+    }
+    /* link() rather than rename(): when another instance created the key
+     * meanwhile, its key wins and what it sealed stays readable. */
+    int wrote = util_write_file(tmp, fresh, sizeof fresh, 0600) == 0;
+    if (wrote && link(tmp, path) == 0) {
+        memcpy(key, fresh, sizeof fresh);
+        rc = 0;
+    } else if (wrote && errno == EEXIST) {
+        rc = read_key(path, key, err, errlen);
+    } else {
+        util_set_err(err, errlen, "cannot create the ADE key %s: %s", path, strerror(errno));
+    }
+    if (wrote)
+        unlink(tmp);
+    OPENSSL_cleanse(fresh, sizeof fresh);
+out:
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+unsigned char *ade_seal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, const void *plain, size_t len,
+                        size_t *outlen)
+{
+    if (len > (size_t)1 << 20)
+        return NULL;
+    unsigned char *out = malloc(1 + NONCE_LEN + len + TAG_LEN);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int ok = out && c;
+    int n = 0, fin = 0;
+    if (ok) {
+        out[0] = SEAL_VERSION;
+        ok = RAND_bytes(out + 1, NONCE_LEN) == 1 &&
+             EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
+             EVP_EncryptInit_ex(c, NULL, NULL, key, out + 1) == 1 &&
+             EVP_EncryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+             EVP_EncryptUpdate(c, out + 1 + NONCE_LEN, &n, plain, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(c, out + 1 + NONCE_LEN + n, &fin) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, out + 1 + NONCE_LEN + len) == 1;
+    }
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    *outlen = 1 + NONCE_LEN + len + TAG_LEN;
+    return out;
+}
+
+char *ade_unseal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, const unsigned char *sealed, size_t len,
+                 size_t *outlen)
+{
+    if (!sealed || len < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION)
+        return NULL;
+    size_t clen = len - 1 - NONCE_LEN - TAG_LEN;
+    char *out = malloc(clen + 1);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    int ok = out && c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
+             EVP_DecryptInit_ex(c, NULL, NULL, key, sealed + 1) == 1 &&
+             EVP_DecryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+             EVP_DecryptUpdate(c, (unsigned char *)out, &n, sealed + 1 + NONCE_LEN, (int)clen) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(sealed + len - TAG_LEN)) == 1 &&
+             EVP_DecryptFinal_ex(c, (unsigned char *)out + n, &fin) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) {
+        if (out)
+            ade_unsealed_free(out, clen);
+        return NULL;
+    }
+    out[clen] = '\0';
+    *outlen = clen;
+    return out;
+}
+
+void ade_unsealed_free(char *p, size_t len)
+{
+    if (p) {
+        OPENSSL_cleanse(p, len);
+        free(p);
+    }
+}
