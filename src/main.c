@@ -35,7 +35,7 @@ static void usage(FILE *out)
                  "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
                  "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
                  "  watches    the Apple Watches enrolled through an iPhone\n"
-                 "  db         database maintenance: migrate (apply schema migrations and exit)\n"
+                 "  db         database maintenance: migrate (apply schema migrations), copy (between SQLite and PostgreSQL)\n"
                  "  ade setup-commands  commands for ADE devices awaiting configuration: put, get, clear\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
