@@ -25,7 +25,7 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static int authorized(const app_t *app, const http_request_t *req)
+int admin_authorized(const app_t *app, const http_request_t *req)
 {
     const char *h = http_header(req, "Authorization");
     if (!h)
@@ -578,7 +578,7 @@ static void api_command(worker_t *w, const http_request_t *req, const char *uuid
 
 void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *resp)
 {
-    if (!authorized(w->app, req)) {
+    if (!admin_authorized(w->app, req)) {
         http_add_header(resp, "WWW-Authenticate", "Basic realm=\"orchard\"");
         http_refuse(resp, 401, 1, "admin API key missing or wrong");
         return;

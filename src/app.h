@@ -63,6 +63,10 @@ void mdm_single_url_handle(worker_t *w, const http_request_t *req, http_response
 void mdm_checkin_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp);
 void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t *m, http_response_t *resp);
 void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* The admin API key check (Bearer, or HTTP Basic with the key as password). */
+int admin_authorized(const app_t *app, const http_request_t *req);
+/* NanoMDM-compatible enrollment migration: PUT /migration (migration_http.c). */
+void migration_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 /* Enrollment: SCEP (scep_http.c), OTA profile and MachineInfo (enroll_http.c),
  * admin calls under /v1/certificates, /v1/admission, /v1/renewals
  * (admin_enroll.c; called by admin_api_handle after the key check, `sub` is

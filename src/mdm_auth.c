@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "pki.h"
 #include "util.h"
 
@@ -102,6 +103,39 @@ void mdm_identity_clear(mdm_identity_t *id)
     memset(id, 0, sizeof *id);
 }
 
+/* An enrollment that came through PUT /migration has no certificate: the
+ * first verified certificate (it chains to --client-ca and is not revoked:
+ * mdm_identify checked) that is not bound to another device is bound now,
+ * as Authenticate would have (see migration_http.c for the trade-off). */
+static int bind_migrated(worker_t *w, const mdm_identity_t *id, const char *device_id, enrollment_t *dev, char *err,
+                         size_t errlen)
+{
+    store_t *s = w->store;
+    enrollment_t other;
+    int rc = s->ops->enrollment_by_cert(s, id->sha256, &other);
+    if (rc == STORE_OK) {
+        enrollment_free(&other);
+        enrollment_free(dev);
+        snprintf(err, errlen, "certificate %.16s... is bound to another device", id->sha256);
+        return 401;
+    }
+    if (rc == STORE_ERR)
+        goto storage;
+    dev->cert_sha256 = strdup(id->sha256);
+    if (!dev->cert_sha256 || s->ops->authenticate(s, dev, util_now()) != STORE_OK)
+        goto storage;
+    log_info("%s: migrated enrollment bound to certificate %.16s... at its first request", device_id, id->sha256);
+    char detail[128];
+    snprintf(detail, sizeof detail, "{\"cert_sha256\":\"%s\",\"reason\":\"migrated\"}", id->sha256);
+    if (s->ops->event_add(s, device_id, "certificate_bound", detail, util_now()) != STORE_OK)
+        log_warn("%s: cannot record the certificate binding event: %s", device_id, s->ops->errmsg(s));
+    return 200;
+storage:
+    snprintf(err, errlen, "storage error: %s", s->ops->errmsg(s));
+    enrollment_free(dev);
+    return 503;
+}
+
 int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, enrollment_t *dev, char *err,
                   size_t errlen)
 {
@@ -115,7 +149,9 @@ int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, 
         snprintf(err, errlen, "storage error: %s", w->store->ops->errmsg(w->store));
         return 503;
     }
-    if (!dev->cert_sha256 || strcmp(dev->cert_sha256, id->sha256) != 0) {
+    if (!dev->cert_sha256)
+        return bind_migrated(w, id, device_id, dev, err, errlen);
+    if (strcmp(dev->cert_sha256, id->sha256) != 0) {
         snprintf(err, errlen, "certificate %.16s... is not the one bound to this UDID", id->sha256);
         enrollment_free(dev);
         return 401;

@@ -92,6 +92,8 @@ void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
         watch_http_handle(w, req, resp);
     } else if (strcmp(p, "/enroll") == 0) {
         enroll_http_handle(w, req, resp);
+    } else if (strcmp(p, "/migration") == 0) {
+        migration_http_handle(w, req, resp);
     } else if (strcmp(p, "/healthz") == 0 && req->method == HTTP_M_GET) {
         http_reply(resp, 200, "text/plain", "ok\n", 3);
     } else if (strcmp(p, "/bench/noop") == 0 && w->app->cfg->noop_endpoint) {
