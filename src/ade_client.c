@@ -401,11 +401,9 @@ ade_rc_t ade_client_call(ade_client_t *c, const char *method, const char *path, 
     answer_t a = {0};
     long status = 0;
     char neterr[256] = "";
-    int renewed = 0;
-    if (!c->session) {
+    int renewed = 0; /* one new session per call after a 401, then the 401 stands */
+    if (!c->session)
         rc = new_session(c, err);
-        renewed = 1;
-    }
     while (rc == ADE_OK) {
         exchange(c, method, url, NULL, text, &a, &status, neterr, sizeof neterr);
         adopt_session(c, a.session); /* Apple rotates the session in any answer */

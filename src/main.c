@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_ade.h"
 #include "cli_ddm.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
@@ -33,6 +34,7 @@ static void usage(FILE *out)
                  "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
                  "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
                  "  watches    the Apple Watches enrolled through an iPhone\n"
+                 "  ade        Automated Device Enrollment: server tokens, devices, profiles\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
         return cli_ddm_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "watch-enrollment") == 0 || strcmp(cmd, "watches") == 0)
         return cli_watch_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "ade") == 0)
+        return cli_ade_main(argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
