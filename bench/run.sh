@@ -45,3 +45,8 @@ if [ -x "$dir/bench/watch_enroll" ]; then
     echo "== complete Apple Watch enrollments (403 + GetToken + profile) beside Idle round trips"
     "$dir/bench/watch_enroll"
 fi
+if [ -x "$dir/bench/ade_sync" ]; then
+    echo
+    echo "== ADE device sync from the DEP simulator (100,000 devices)"
+    "$dir/bench/ade_sync" 100000
+fi
