@@ -446,6 +446,9 @@ static void test_retries(void **state)
     r = sync_now("T1", 200);
     json_decref(r);
     assert_true(util_now_us() - t0 >= 900000); /* Retry-After: 1 honoured */
+    depsim_fail(sim, "/session", 503, "", 0, 1); /* the session request is retried too */
+    r = sync_now("T1", 200);
+    json_decref(r);
     depsim_fail(sim, "/devices/sync", 500, "", 0, 4);
     r = sync_now("T1", 502);
     assert_non_null(strstr(json_string_value(json_object_get(r, "error")), "500"));
