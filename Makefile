@@ -7,7 +7,7 @@
 #   make valgrind  run the integration tests with the server under valgrind memcheck
 
 CC       ?= gcc
-PKGS     := openssl libevent libevent_openssl libevent_pthreads sqlite3 jansson expat libcurl
+PKGS     := openssl libevent libevent_openssl libevent_pthreads sqlite3 libpq jansson expat libcurl
 WARN     := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
@@ -24,9 +24,10 @@ BENCH_SRC := $(wildcard bench/*.c)
 
 # Debian packages the build and the server need.
 BUILD_DEPS := build-essential pkg-config libssl-dev libevent-dev libsqlite3-dev libjansson-dev \
-              libexpat1-dev libcurl4-openssl-dev
-# Extra packages the tests need.
-TEST_DEPS  := libcmocka-dev openssl curl scep libnghttp2-dev
+              libexpat1-dev libcurl4-openssl-dev libpq-dev
+# Extra packages the tests need (postgresql: tests/pg.sh starts a throwaway
+# server so the storage conformance suite also runs on PostgreSQL).
+TEST_DEPS  := libcmocka-dev openssl curl scep libnghttp2-dev postgresql
 # Libraries only the tests and benchmarks link (the mock APNs server).
 TEST_PKGS  := libnghttp2
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)

@@ -10,8 +10,10 @@
  *          timed) before each round.
  * Reports round trips/s, p50/p99 latency, server CPU seconds per 1,000 round
  * trips and server RSS. Usage:
- *   roundtrip [--devices N] [--rounds R] [--threads T] [--preload M] [--auth signature|mtls]
- * with ORCHARD_BIN pointing at the server binary.
+ *   roundtrip [--devices N] [--rounds R] [--threads T] [--preload M] [--auth signature|mtls] [--db URL]
+ * with ORCHARD_BIN pointing at the server binary. --db runs the server on
+ * that database (e.g. postgres://...; a fresh one: the bench's UDIDs and
+ * command UUIDs are fixed); --preload needs the default SQLite database.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -201,6 +203,7 @@ static int preload(int n)
 int main(int argc, char **argv)
 {
     int ndev = 200, rounds = 10, threads = 4, preload_n = 0;
+    const char *db = NULL;
     devsim_auth_t auth = DEVSIM_AUTH_SIGNATURE;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--devices") == 0)
@@ -213,14 +216,16 @@ int main(int argc, char **argv)
             preload_n = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--auth") == 0)
             auth = strcmp(argv[i + 1], "mtls") == 0 ? DEVSIM_AUTH_MTLS : DEVSIM_AUTH_SIGNATURE;
+        else if (strcmp(argv[i], "--db") == 0)
+            db = argv[i + 1];
     }
-    if (threads < 1 || threads > 64 || ndev < threads || rounds < 1) {
+    if (threads < 1 || threads > 64 || ndev < threads || rounds < 1 || (db && preload_n > 0)) {
         fprintf(stderr, "usage: roundtrip [--devices N] [--rounds R] [--threads T<=64] [--preload M] "
-                        "[--auth signature|mtls]\n");
+                        "[--auth signature|mtls] [--db URL (not with --preload)]\n");
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    const char *args[] = {"--enable-noop-endpoint", "--log-level", "warn", NULL};
+    const char *args[] = {"--enable-noop-endpoint", "--log-level", "warn", db ? "--db" : NULL, db, NULL};
     if (testserver_start(&srv, args) != 0)
         return 1;
     if (preload_n > 0 && preload(preload_n) != 0)
@@ -301,8 +306,9 @@ int main(int argc, char **argv)
     long rss = server_kb("VmRSS"), hwm = server_kb("VmHWM");
     double noop_rate = noop.rts / noop.seconds, mdm_rate = mdm.rts / mdm.seconds;
     printf("round-trip benchmark: %d devices (%s, keep-alive HTTPS), %d client threads, "
-           "%d rounds, %d preloaded enrollments\n",
-           ndev, auth == DEVSIM_AUTH_MTLS ? "mTLS identity" : "Mdm-Signature", threads, rounds, preload_n);
+           "%d rounds, %d preloaded enrollments, %s\n",
+           ndev, auth == DEVSIM_AUTH_MTLS ? "mTLS identity" : "Mdm-Signature", threads, rounds, preload_n,
+           db && strncmp(db, "postgres", 8) == 0 ? "PostgreSQL" : "SQLite");
     printf("%-6s %10s %10s %10s %14s %8s\n", "phase", "rt/s", "p50 ms", "p99 ms", "cpu s/1000rt", "errors");
     printf("%-6s %10.0f %10.2f %10.2f %14.3f %8d\n", "noop", noop_rate, noop.p50, noop.p99,
            noop.cpu / noop.rts * 1000, noop.errors);

@@ -11,6 +11,24 @@ echo "== round trips (200 devices, mTLS), store empty"
 echo
 echo "== round trips (200 devices, Mdm-Signature), 100,000 enrollments stored"
 "$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --preload 100000
+# PostgreSQL: the same round trips and the next-command lookup on a
+# throwaway server (tests/pg.sh, fsync on so commits are as durable as
+# SQLite's), one fresh database each.
+if [ -x "$dir/bench/store_scale_pg" ]; then
+    pg_dir=$(mktemp -d /tmp/orchard-pg-bench-XXXXXX)
+    if url=$(ORCHARD_PG_FSYNC=on sh tests/pg.sh start "$pg_dir" | tail -n 1) && [ -n "$url" ]; then
+        psql -q "${url%/*}/postgres" -c "CREATE DATABASE orchard_rt" -c "CREATE DATABASE orchard_scale" >/dev/null
+        echo
+        echo "== round trips (200 devices, Mdm-Signature), PostgreSQL"
+        "$dir/bench/roundtrip" --devices 200 --rounds 10 --threads 8 --db "${url%/*}/orchard_rt" || true
+        echo
+        echo "== next-command lookup vs store size, PostgreSQL"
+        ORCHARD_BENCH_DB="${url%/*}/orchard_scale" "$dir/bench/store_scale_pg" || true
+    else
+        echo "(PostgreSQL server did not start: no PostgreSQL figures)"
+    fi
+    sh tests/pg.sh stop "$pg_dir"
+fi
 for b in identity_verify scep_issue profile_gen; do
     if [ -x "$dir/bench/$b" ]; then
         echo
@@ -49,4 +67,9 @@ if [ -x "$dir/bench/ade_sync" ]; then
     echo
     echo "== ADE device sync from the DEP simulator (100,000 devices)"
     "$dir/bench/ade_sync" 100000
+fi
+if [ -x "$dir/bench/ade_enroll" ]; then
+    echo
+    echo "== ADE configuration-URL enrollments (with and without Digest) beside Idle round trips"
+    "$dir/bench/ade_enroll"
 fi

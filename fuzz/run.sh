@@ -6,7 +6,7 @@
 set -eu
 secs=${1:-60}
 sh tools/install-deps.sh clang libclang-rt-14-dev
-PKGS="openssl libevent libevent_openssl libevent_pthreads sqlite3 jansson expat libcurl"
+PKGS="openssl libevent libevent_openssl libevent_pthreads sqlite3 libpq jansson expat libcurl"
 mkdir -p build/fuzz
 lib=$(ls src/*.c | grep -v '/main.c$')
 status=0

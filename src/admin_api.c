@@ -588,6 +588,8 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
         return;
     if (admin_watch_handle(w, req, p, resp))
         return;
+    if (admin_ade_setup_handle(w, req, p, resp))
+        return;
     if (admin_ade_handle(w, req, p, resp))
         return;
     if (admin_ddm_handle(w, req, p, resp))

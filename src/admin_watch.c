@@ -40,6 +40,7 @@
 #include "ddm.h"
 #include "log.h"
 #include "mdm_message.h"
+#include "strlist.h"
 #include "util.h"
 #include "watch.h"
 
@@ -173,28 +174,6 @@ static json_t *sync_now(worker_t *w)
                      "pushed", (json_int_t)rep.pushed);
 }
 
-typedef struct {
-    char **ids;
-    size_t n, cap;
-} member_list_t;
-
-static int collect_member(void *ctx, const char *id)
-{
-    member_list_t *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **g = realloc(l->ids, cap * sizeof *g);
-        if (!g)
-            return 1;
-        l->ids = g;
-        l->cap = cap;
-    }
-    if (!(l->ids[l->n] = strdup(id)))
-        return 1;
-    l->n++;
-    return 0;
-}
-
 /* GetToken needs a phone orchard knows is supervised: ask the phones being
  * enabled that never answered, rather than leaving it to the admin. */
 static int ask_supervision(worker_t *w, const char *kind, const char *target)
@@ -203,14 +182,12 @@ static int ask_supervision(worker_t *w, const char *kind, const char *target)
     int asked = 0;
     if (strcmp(kind, DDM_TARGET_DEVICE) == 0)
         return watch_ask_supervision(s, w->app->pusher, target) == 1;
-    member_list_t l = {0};
-    if (s->ops->group_members(s, target, collect_member, &l) != STORE_OK)
+    strlist_t l = {0};
+    if (s->ops->group_members(s, target, strlist_collect, &l) != STORE_OK)
         log_warn("watch enrollment: cannot list group %s: %s", target, s->ops->errmsg(s));
-    for (size_t i = 0; i < l.n; i++) {
-        asked += watch_ask_supervision(s, w->app->pusher, l.ids[i]) == 1;
-        free(l.ids[i]);
-    }
-    free(l.ids);
+    for (size_t i = 0; i < l.n; i++)
+        asked += watch_ask_supervision(s, w->app->pusher, l.v[i]) == 1;
+    strlist_free(&l);
     return asked;
 }
 

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include "config.h"
+#include "digest_auth.h"
 #include "http.h"
 #include "identity.h"
 #include "mdm_message.h"
@@ -36,12 +37,19 @@ typedef struct {
     /* Automated Device Enrollment (ade_sync.h): seal key, Apple's service,
      * sync cadence. NULL when it could not be prepared (logged). */
     struct ade_env_s *ade;
+    /* ADE configuration URL: HTTP Digest when --ade-auth is set (NULL:
+     * no authentication). Mutable behind the pointer: it keeps the replay
+     * table and reloads the user file (its own lock). */
+    digest_auth_t *ade_digest;
 } app_t;
+
+struct ratelimit;
 
 typedef struct {
     const app_t *app;
     store_t *store; /* this worker thread's own handle */
     int id;
+    struct ratelimit *enroll_limit; /* shared by all workers (ratelimit.h); NULL = no limit */
 } worker_t;
 
 /* Routes one request to its handler (router.c). */
@@ -67,6 +75,11 @@ int admin_enroll_handle(worker_t *w, const http_request_t *req, const char *sub,
  * returns 1 when it handled the request). */
 void watch_http_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 int admin_watch_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
+/* Automated Device Enrollment: the configuration URL POST /enroll/ade
+ * (ade_enroll.c); the admin's setup commands /v1/ade/setup-commands
+ * (admin_ade_setup.c; 1 if it handled the path). */
+void ade_enroll_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
+int admin_ade_setup_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 /* Declarative device management: admin calls under /v1/declarations,
  * /v1/sets, /v1/groups, /v1/asset-data, /v1/ddm and the DDM views of
  * /v1/devices/{id} (admin_ddm.c; 1 if it handled the path); device asset

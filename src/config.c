@@ -1,12 +1,14 @@
 /* `orchard serve` configuration parsing. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ade_enroll.h"
 #include "util.h"
 
 enum {
@@ -48,6 +50,14 @@ enum {
     OPT_ADE_URL,
     OPT_ADE_CA,
     OPT_ADE_SYNC_INTERVAL,
+    OPT_MAX_CONNECTIONS,
+    OPT_ENROLL_RATE,
+    OPT_ENROLL_BURST,
+    OPT_TRUSTED_PROXY,
+    OPT_ADE_AUTH,
+    OPT_ADE_AUTH_NONCE_TTL,
+    OPT_ADE_MIN_OS,
+    OPT_ADE_MIN_BUILD,
     OPT_HELP
 };
 
@@ -63,7 +73,10 @@ static const struct setting {
     {"listen", 1, OPT_LISTEN, "ORCHARD_LISTEN", "ADDR:PORT", "address to listen on (default 0.0.0.0:8443)"},
     {"data-dir", 1, OPT_DATA_DIR, "ORCHARD_DATA_DIR", "DIR",
      "state directory: database, CA, TLS certificate, API key (default ./var)"},
-    {"db", 1, OPT_DB, "ORCHARD_DB", "URL", "database: sqlite:PATH (default sqlite:DIR/orchard.db)"},
+    {"db", 1, OPT_DB, "ORCHARD_DB", "URL",
+     "database: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE (default sqlite:DIR/orchard.db); "
+     "PostgreSQL: one connection per worker thread (--workers) plus one per push thread and one for the "
+     "inactivity sweep; prefer the environment variable for a URL with a password"},
     {"public-url", 1, OPT_PUBLIC_URL, "ORCHARD_PUBLIC_URL", "URL",
      "base URL devices use to reach orchard, put into profiles (default https://HOSTNAME:PORT)"},
     {"api-key", 1, OPT_API_KEY, "ORCHARD_API_KEY", "KEY",
@@ -134,6 +147,26 @@ static const struct setting {
     {"ade-sync-interval", 1, OPT_ADE_SYNC_INTERVAL, "ORCHARD_ADE_SYNC_INTERVAL", "MINUTES",
      "how often each ADE server token's devices are synced; a number is minutes, or give a unit: 30s, 1h "
      "(default 30; 0 = only when asked: orchard ade token sync)"},
+    {"max-connections", 1, OPT_MAX_CONNECTIONS, "ORCHARD_MAX_CONNECTIONS", "N",
+     "open TLS connections across all workers; beyond it new connections are closed at once (default 4096)"},
+    {"enroll-rate", 1, OPT_ENROLL_RATE, "ORCHARD_ENROLL_RATE", "N[/s|/m|/h]",
+     "requests per client address to /enroll and /scep (each its own bucket); over it: 429 with Retry-After "
+     "(default 50/s; 0 = no limit)"},
+    {"enroll-burst", 1, OPT_ENROLL_BURST, "ORCHARD_ENROLL_BURST", "N",
+     "requests a client address may send at once before --enroll-rate applies (default 200)"},
+    {"trusted-proxy", 1, OPT_TRUSTED_PROXY, "ORCHARD_TRUSTED_PROXY", "ADDR[,ADDR...]",
+     "reverse proxies whose X-Forwarded-For (its last entry) names the client for rate limits; "
+     "without it the header is ignored"},
+    {"ade-auth", 1, OPT_ADE_AUTH, "ORCHARD_ADE_AUTH", "FILE",
+     "ask people enrolling through ADE for a user name and password (HTTP Digest) checked against this "
+     "file of user:realm:HA1 lines (htdigest format; re-read when it changes); unset = no authentication"},
+    {"ade-auth-nonce-ttl", 1, OPT_ADE_AUTH_NONCE_TTL, "ORCHARD_ADE_AUTH_NONCE_TTL", "SECONDS",
+     "lifetime of a Digest nonce on the ADE configuration URL (default 300)"},
+    {"ade-min-os", 1, OPT_ADE_MIN_OS, "ORCHARD_ADE_MIN_OS", "VERSION",
+     "refuse ADE enrollment below this OS version (e.g. 17.4) with com.apple.softwareupdate.required, so "
+     "the device updates in Setup Assistant first (default: any version)"},
+    {"ade-min-build", 1, OPT_ADE_MIN_BUILD, "ORCHARD_ADE_MIN_BUILD", "BUILD",
+     "build version named with --ade-min-os in the software update request (e.g. 21E219)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -190,6 +223,48 @@ static int parse_duration(const char *name, const char *v, long unit, long *out)
     }
     *out = n * mult;
     return 0;
+}
+
+/* "N", "N/s", "N/m" or "N/h" (N may have a fraction) as a rate per second. */
+static int parse_rate(const char *name, const char *v, double *out)
+{
+    char *end;
+    double n = strtod(v, &end);
+    double per = 1;
+    if (*end == '/') {
+        if (strcmp(end, "/s") == 0)
+            per = 1;
+        else if (strcmp(end, "/m") == 0)
+            per = 60;
+        else if (strcmp(end, "/h") == 0)
+            per = 3600;
+        else
+            per = 0;
+        end += per ? 2 : 0;
+    }
+    if (end == v || *end != '\0' || !(n >= 0) || n > 1e6 || per == 0) {
+        fprintf(stderr, "orchard serve: --%s takes N, N/s, N/m or N/h (got '%s')\n", name, v);
+        return -1;
+    }
+    *out = n / per;
+    return 0;
+}
+
+/* Every entry of a comma-separated list must be a literal IP address. */
+static int valid_address_list(const char *name, const char *v)
+{
+    char *copy = strdup(v), *save = NULL;
+    int ok = copy != NULL && *v != '\0';
+    for (char *a = copy ? strtok_r(copy, ",", &save) : NULL; a && ok; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ')
+            a++;
+        unsigned char bin[16];
+        ok = inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1;
+        if (!ok)
+            fprintf(stderr, "orchard serve: --%s takes IP addresses (got '%s')\n", name, a);
+    }
+    free(copy);
+    return ok ? 0 : -1;
 }
 
 static void set_str(char **slot, const char *v)
@@ -342,6 +417,45 @@ static int apply(config_t *c, const struct setting *s, const char *v)
         if (parse_duration(s->flag, v, 60, &c->ade_sync_interval))
             return -1;
         break;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_long(s->flag, v, 1, 1000000, &n))
+            return -1;
+        c->max_connections = (int)n;
+        break;
+    case OPT_ENROLL_RATE:
+        if (parse_rate(s->flag, v, &c->enroll_rate))
+            return -1;
+        break;
+    case OPT_ENROLL_BURST:
+        if (parse_long(s->flag, v, 1, 100000, &n))
+            return -1;
+        c->enroll_burst = (int)n;
+        break;
+    case OPT_TRUSTED_PROXY:
+        if (valid_address_list(s->flag, v))
+            return -1;
+        set_str(&c->trusted_proxies, v);
+        break;
+    case OPT_ADE_AUTH: set_str(&c->ade_auth, v); break;
+    case OPT_ADE_AUTH_NONCE_TTL:
+        if (parse_long(s->flag, v, 1, 86400, &n))
+            return -1;
+        c->ade_auth_nonce_ttl = n;
+        break;
+    case OPT_ADE_MIN_OS:
+        if (!ade_os_version_valid(v)) {
+            fprintf(stderr, "orchard serve: --ade-min-os must be a version like 17.4 or 14.6.1 (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_min_os, v);
+        break;
+    case OPT_ADE_MIN_BUILD:
+        if (!*v || strlen(v) > 32 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(v)) {
+            fprintf(stderr, "orchard serve: --ade-min-build must be a build like 21E219 (got '%s')\n", v);
+            return -1;
+        }
+        set_str(&c->ade_min_build, v);
+        break;
     default: break;
     }
     return 0;
@@ -368,6 +482,14 @@ int config_parse(config_t *c, int argc, char **argv)
     c->inactive_after = 30L * 86400;
     c->watch_token_ttl = 600;
     c->ade_sync_interval = 1800;
+    c->max_connections = 4096;
+    /* Generous on purpose: a school or office enrolls hundreds of devices
+     * through one NAT address at once (each runs MachineInfo, profile and
+     * SCEP requests); the limit is there to stop floods of the signing
+     * endpoints, not bursts of real devices. */
+    c->enroll_rate = 50;
+    c->enroll_burst = 200;
+    c->ade_auth_nonce_ttl = 300;
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
@@ -460,5 +582,9 @@ void config_free(config_t *c)
     free(c->ade_url);
     free(c->ade_ca);
     free(c->org_name);
+    free(c->trusted_proxies);
+    free(c->ade_auth);
+    free(c->ade_min_os);
+    free(c->ade_min_build);
     memset(c, 0, sizeof *c);
 }

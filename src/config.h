@@ -48,6 +48,16 @@ typedef struct {
     char *ade_url;            /* base URL, default https://mdmenrollment.apple.com */
     char *ade_ca;             /* CA bundle to verify it; NULL = system store */
     long ade_sync_interval;   /* seconds between background syncs, default 1800; 0 = on demand only */
+    /* Resource limits */
+    int max_connections;      /* open TLS connections across all workers, default 4096 */
+    double enroll_rate;       /* /enroll and /scep requests per second per client address; 0 = no limit */
+    int enroll_burst;         /* bucket size of that limit, default 200 */
+    char *trusted_proxies;    /* comma-separated addresses whose X-Forwarded-For names the client; NULL = none */
+    /* ADE configuration URL (POST /enroll/ade, ade_enroll.c) */
+    char *ade_auth;           /* Digest user file (user:realm:HA1); NULL = no authentication */
+    long ade_auth_nonce_ttl;  /* seconds a Digest nonce stays fresh, default 300 */
+    char *ade_min_os;         /* minimum OS_VERSION, e.g. "17.4"; NULL = any */
+    char *ade_min_build;      /* BuildVersion named in softwareupdate.required details; NULL = none */
 } config_t;
 
 /* Parses argv (after "serve"). Returns 0 to run, 1 if --help was printed,

@@ -10,6 +10,7 @@
 #include "ddm_schema.h"
 #include "log.h"
 #include "plist.h"
+#include "strlist.h"
 #include "util.h"
 
 /* ---- tokens ------------------------------------------------------------------ */
@@ -60,52 +61,19 @@ static const char *kind_of_type(const char *type)
 /* Is `target` reachable from `from` by following referrer edges (who
  * references whom, backwards)? Then a new edge from -> target closes a cycle.
  * Breadth-first over decl_referrers, bounded. -1 on storage failure. */
-typedef struct {
-    char **ids;
-    size_t n, cap;
-} idlist_t;
-
-static int idlist_add(void *ctx, const char *name)
-{
-    idlist_t *l = ctx;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->ids[i], name) == 0)
-            return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **g = realloc(l->ids, cap * sizeof *g);
-        if (!g)
-            return 1;
-        l->ids = g;
-        l->cap = cap;
-    }
-    if (!(l->ids[l->n] = strdup(name)))
-        return 1;
-    l->n++;
-    return 0;
-}
-
-static void idlist_free(idlist_t *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->ids[i]);
-    free(l->ids);
-    memset(l, 0, sizeof *l);
-}
-
 static int reaches_by_referrers(store_t *s, const char *from, const char *target)
 {
-    /* seen[0] is `from`; each round appends the referrers of one entry. */
-    idlist_t seen = {0};
-    int rc = idlist_add(&seen, from) != 0 ? -1 : 0;
+    /* seen.v[0] is `from`; each round appends the referrers of one entry. */
+    strlist_t seen = {0};
+    int rc = strlist_add(&seen, from) != 0 ? -1 : 0;
     for (size_t i = 0; rc == 0 && i < seen.n && seen.n < 10000; i++) {
-        if (s->ops->decl_referrers(s, seen.ids[i], idlist_add, &seen) != STORE_OK)
+        if (s->ops->decl_referrers(s, seen.v[i], strlist_collect_unique, &seen) != STORE_OK || seen.oom)
             rc = -1;
     }
     for (size_t i = 1; rc == 0 && i < seen.n; i++)
-        if (strcmp(seen.ids[i], target) == 0)
+        if (strcmp(seen.v[i], target) == 0)
             rc = 1;
-    idlist_free(&seen);
+    strlist_free(&seen);
     return rc;
 }
 
@@ -129,8 +97,8 @@ static int check_reference(store_t *s, const char *self, const char *ref, const 
     }
     int code = 0;
     if (strcmp(d.kind, want_kind) != 0) {
-        util_set_err(err, errlen, "reference '%.64s' is a%s %s declaration, but an %s is expected here", ref,
-                     d.kind[0] == 'a' ? "n" : "", d.kind, want_kind);
+        util_set_err(err, errlen, "reference '%.64s' is a%s %s declaration, but a%s %s is expected here", ref,
+                     d.kind[0] == 'a' ? "n" : "", d.kind, want_kind[0] == 'a' ? "n" : "", want_kind);
         code = 400;
     } else if (assettypes && *assettypes) {
         /* assettypes is a comma-joined list of the asset Types allowed. */
@@ -190,8 +158,8 @@ int ddm_declaration_put(store_t *s, const json_t *decl, int *changed, char *err,
     }
     if (!identifier_ok(ident)) {
         util_set_err(err, errlen,
-                     "Identifier must be 1..%d octets of printable ASCII without spaces, '/', '\\\\', '%%', '?', "
-                     "'#', quotes or '<>'",
+                     "Identifier must be 1..%d octets of printable ASCII without spaces, slashes, backslashes, "
+                     "'%%', '?', '#', quotes or '<>'",
                      DDM_IDENTIFIER_MAX);
         return 400;
     }

@@ -7,8 +7,8 @@
  * date-time string (YYYY-MM-DDTHH:MM:SS...), <dictionary> an object,
  * <array> an array, <any> anything. A <dictionary> whose schema lists no
  * subkeys takes any keys (e.g. StatusReason details); an <array> without an
- * item spec takes any items. Range, format and repetition rules of the YAML
- * are not in ds_key_t and so not checked here.
+ * item spec takes any items. A value of the right type then meets the key's
+ * range, format and repetition rules (ddm_schema_rules.c).
  */
 #include "ddm_schema.h"
 
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddm_schema_rules.h"
 #include "ddm_schema_table.h"
 #include "util.h"
 
@@ -282,6 +283,8 @@ static int check_value(check_t *c, const ds_key_t *k, const json_t *v, const cha
         if (!in_rangelist(k->rangelist, v, text, sizeof text))
             return fail(c, "%s: '%.64s' is not an allowed value", path, text);
     }
+    if (ddm_schema_rules_check(k, v, path, c->err, c->errlen) != 0)
+        return -1;
     refspec_t ref = {k->assettypes ? k->assettypes : inherited.assettypes,
                      k->refers_configurations || inherited.configurations};
     if (json_is_string(v)) {

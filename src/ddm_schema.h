@@ -28,6 +28,12 @@ struct ds_key {
     int refers_configurations;   /* activation StandardConfigurations: names configurations */
     const ds_key_t *sub;         /* dictionary keys, or an array's single item spec */
     size_t nsub;
+    /* Apple's value rules (ddm_schema_rules.c). All zero/NULL = no rule, so a
+     * key written with designated initializers and without them has none. */
+    int has_min, has_max;        /* range: a number must lie in [min, max] */
+    double min, max;
+    const char *format;          /* regex a string must match as a whole; NULL = any */
+    int rep_min, rep_max;        /* on an array's item spec: the array's length bounds; 0 = unbounded */
 };
 
 typedef struct {
@@ -42,7 +48,8 @@ typedef struct {
 const ds_declaration_t *ddm_schema_find(const char *type);
 
 /* Checks a Payload object against the schema of `type`: every key known,
- * types right, required keys present, rangelist values allowed. Appends the
+ * types right, required keys present, rangelist values allowed, numbers in
+ * range, strings matching their format, arrays of the right length. Appends the
  * identifiers the payload references (asset and configuration references)
  * to *refs (heap array of heap strings, *nrefs entries; *ref_kinds gets the
  * expected kind of each: "asset" or "configuration", static strings).

@@ -3,7 +3,8 @@
  * Do not edit. Regenerate: make schema-tables APPLE_SCHEMAS=<path to the schema repository>
  * (default ../shared/apple-device-management).
  *
- * Key fields: name, type, required, rangelist, assettypes, refers_configurations, subkeys, count.
+ * Key fields: name, type, required, rangelist, assettypes, refers_configurations, subkeys, count,
+ * has_min, has_max, min, max, format, rep_min, rep_max.
  */
 #include "ddm_schema_table.h"
 
@@ -11,267 +12,267 @@ const char ddm_schema_source[] = "release iOS 18.1, macOS 15.1, tvOS 18.1, visio
 
 /* com.apple.activation.simple */
 static const ds_key_t k0[] = {
-    {"StandardConfigurationsItems", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"StandardConfigurationsItems", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k1[] = {
-    {"StandardConfigurations", DS_ARRAY, 1, NULL, NULL, 1, k0, 1},
-    {"Predicate", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"StandardConfigurations", DS_ARRAY, 1, NULL, NULL, 1, k0, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"Predicate", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.credential.acme */
 static const ds_key_t k2[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r3[] = {"MDM", "None", NULL};
 static const ds_key_t k4[] = {
-    {"Type", DS_STRING, 1, r3, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r3, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r5[] = {"Default", "AfterFirstUnlock", NULL};
 static const ds_key_t k6[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k2, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k4, 1},
-    {"Accessible", DS_STRING, 0, r5, NULL, 0, NULL, 0},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k2, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k4, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"Accessible", DS_STRING, 0, r5, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.credential.certificate */
 static const ds_key_t k7[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r8[] = {"MDM", "None", NULL};
 static const ds_key_t k9[] = {
-    {"Type", DS_STRING, 1, r8, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r8, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k10[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k7, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k9, 1},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k7, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k9, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.credential.identity */
 static const ds_key_t k11[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r12[] = {"MDM", "None", NULL};
 static const ds_key_t k13[] = {
-    {"Type", DS_STRING, 1, r12, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r12, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r14[] = {"Default", "AfterFirstUnlock", NULL};
 static const ds_key_t k15[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k11, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k13, 1},
-    {"Accessible", DS_STRING, 0, r14, NULL, 0, NULL, 0},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k11, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k13, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"Accessible", DS_STRING, 0, r14, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.credential.scep */
 static const ds_key_t k16[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r17[] = {"MDM", "None", NULL};
 static const ds_key_t k18[] = {
-    {"Type", DS_STRING, 1, r17, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r17, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r19[] = {"Default", "AfterFirstUnlock", NULL};
 static const ds_key_t k20[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k16, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k18, 1},
-    {"Accessible", DS_STRING, 0, r19, NULL, 0, NULL, 0},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k16, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k18, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"Accessible", DS_STRING, 0, r19, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.credential.userpassword */
 static const ds_key_t k21[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r22[] = {"MDM", "None", NULL};
 static const ds_key_t k23[] = {
-    {"Type", DS_STRING, 1, r22, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r22, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k24[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k21, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k23, 1},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k21, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k23, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.data */
 static const ds_key_t k25[] = {
-    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"DataURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentType", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Size", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Hash-SHA-256", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r26[] = {"MDM", "None", NULL};
 static const ds_key_t k27[] = {
-    {"Type", DS_STRING, 1, r26, NULL, 0, NULL, 0},
+    {"Type", DS_STRING, 1, r26, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k28[] = {
-    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k25, 4},
-    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k27, 1},
+    {"Reference", DS_DICTIONARY, 1, NULL, NULL, 0, k25, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Authentication", DS_DICTIONARY, 0, NULL, NULL, 0, k27, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.asset.useridentity */
 static const ds_key_t k29[] = {
-    {"FullName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"EmailAddress", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"FullName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"EmailAddress", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.caldav */
 static const char *const a30[] = {"com.apple.asset.credential.userpassword", NULL};
 static const ds_key_t k31[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.carddav */
 static const ds_key_t k32[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.exchange */
 static const char *const r33[] = {"EAS", "EWS", NULL};
 static const ds_key_t k34[] = {
-    {"EnabledProtocolTypesItem", DS_STRING, 1, r33, NULL, 0, NULL, 0},
+    {"EnabledProtocolTypesItem", DS_STRING, 1, r33, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const a35[] = {"com.apple.asset.useridentity", NULL};
 static const ds_key_t k36[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"SignInURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"TokenRequestURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"SignInURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"TokenRequestURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const a37[] = {"com.apple.asset.credential.acme", "com.apple.asset.credential.identity", "com.apple.asset.credential.scep", NULL};
 static const ds_key_t k38[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0},
-    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k39[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0},
-    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"PerMessageSwitchEnabled", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"PerMessageSwitchEnabled", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k40[] = {
-    {"Signing", DS_DICTIONARY, 0, NULL, NULL, 0, k38, 4},
-    {"Encryption", DS_DICTIONARY, 0, NULL, NULL, 0, k39, 5},
+    {"Signing", DS_DICTIONARY, 0, NULL, NULL, 0, k38, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Encryption", DS_DICTIONARY, 0, NULL, NULL, 0, k39, 5, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k41[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"EnabledProtocolTypes", DS_ARRAY, 1, NULL, NULL, 0, k34, 1},
-    {"UserIdentityAssetReference", DS_STRING, 0, NULL, a35, 0, NULL, 0},
-    {"HostName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"ExternalHostName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"ExternalPort", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"External Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"OAuth", DS_DICTIONARY, 0, NULL, NULL, 0, k36, 3},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
-    {"AuthenticationIdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0},
-    {"SMIME", DS_DICTIONARY, 0, NULL, NULL, 0, k40, 2},
-    {"MailServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"LockMailService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"ContactsServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"LockContactsService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"CalendarServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"LockCalendarService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"RemindersServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"LockRemindersService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"NotesServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"LockNotesService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"EnabledProtocolTypes", DS_ARRAY, 1, NULL, NULL, 0, k34, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserIdentityAssetReference", DS_STRING, 0, NULL, a35, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ExternalHostName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ExternalPort", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"External Path", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"OAuth", DS_DICTIONARY, 0, NULL, NULL, 0, k36, 3, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationIdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"SMIME", DS_DICTIONARY, 0, NULL, NULL, 0, k40, 2, 0, 0, 0, 0, NULL, 0, 0},
+    {"MailServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LockMailService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContactsServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LockContactsService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"CalendarServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LockCalendarService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RemindersServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LockRemindersService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"NotesServiceActive", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LockNotesService", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.google */
 static const ds_key_t k42[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"UserIdentityAssetReference", DS_STRING, 1, NULL, a35, 0, NULL, 0},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserIdentityAssetReference", DS_STRING, 1, NULL, a35, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.ldap */
 static const char *const r43[] = {"Base", "OneLevel", "Subtree", NULL};
 static const ds_key_t k44[] = {
-    {"VisibleDescription", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"SearchBase", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Scope", DS_STRING, 0, r43, NULL, 0, NULL, 0},
+    {"VisibleDescription", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"SearchBase", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Scope", DS_STRING, 0, r43, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k45[] = {
-    {"SearchSettingsItem", DS_DICTIONARY, 0, NULL, NULL, 0, k44, 3},
+    {"SearchSettingsItem", DS_DICTIONARY, 0, NULL, NULL, 0, k44, 3, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k46[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
-    {"SearchSettings", DS_ARRAY, 0, NULL, NULL, 0, k45, 1},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"SearchSettings", DS_ARRAY, 0, NULL, NULL, 0, k45, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.mail */
 static const char *const r47[] = {"IMAP", "POP", NULL};
 static const char *const r48[] = {"None", "Password", "CRAMMD5", "NTLM", "HTTPMD5", NULL};
 static const ds_key_t k49[] = {
-    {"ServerType", DS_STRING, 1, r47, NULL, 0, NULL, 0},
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationMethod", DS_STRING, 1, r48, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
-    {"IMAPPathPrefix", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"ServerType", DS_STRING, 1, r47, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationMethod", DS_STRING, 1, r48, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IMAPPathPrefix", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r50[] = {"None", "Password", "CRAMMD5", "NTLM", "HTTPMD5", NULL};
 static const ds_key_t k51[] = {
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationMethod", DS_STRING, 1, r50, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationMethod", DS_STRING, 1, r50, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k52[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0},
-    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k53[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0},
-    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"PerMessageSwitchEnabled", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityAssetReference", DS_STRING, 0, NULL, a37, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IdentityUserOverrideable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"PerMessageSwitchEnabled", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k54[] = {
-    {"Signing", DS_DICTIONARY, 0, NULL, NULL, 0, k52, 4},
-    {"Encryption", DS_DICTIONARY, 0, NULL, NULL, 0, k53, 5},
+    {"Signing", DS_DICTIONARY, 0, NULL, NULL, 0, k52, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"Encryption", DS_DICTIONARY, 0, NULL, NULL, 0, k53, 5, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k55[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"UserIdentityAssetReference", DS_STRING, 0, NULL, a35, 0, NULL, 0},
-    {"IncomingServer", DS_DICTIONARY, 1, NULL, NULL, 0, k49, 6},
-    {"OutgoingServer", DS_DICTIONARY, 1, NULL, NULL, 0, k51, 4},
-    {"SMIME", DS_DICTIONARY, 0, NULL, NULL, 0, k54, 2},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"UserIdentityAssetReference", DS_STRING, 0, NULL, a35, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"IncomingServer", DS_DICTIONARY, 1, NULL, NULL, 0, k49, 6, 0, 0, 0, 0, NULL, 0, 0},
+    {"OutgoingServer", DS_DICTIONARY, 1, NULL, NULL, 0, k51, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"SMIME", DS_DICTIONARY, 0, NULL, NULL, 0, k54, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.account.subscribed-calendar */
 static const ds_key_t k56[] = {
-    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"CalendarURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
+    {"VisibleName", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"CalendarURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.app.managed */
@@ -279,322 +280,322 @@ static const char *const r57[] = {"Optional", "Required", NULL};
 static const char *const r58[] = {"Device", "User", NULL};
 static const char *const r59[] = {"Device", "User", NULL};
 static const ds_key_t k60[] = {
-    {"Assignment", DS_STRING, 0, r58, NULL, 0, NULL, 0},
-    {"VPPType", DS_STRING, 0, r59, NULL, 0, NULL, 0},
+    {"Assignment", DS_STRING, 0, r58, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"VPPType", DS_STRING, 0, r59, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k61[] = {
-    {"Install", DS_STRING, 0, r57, NULL, 0, NULL, 0},
-    {"License", DS_DICTIONARY, 0, NULL, NULL, 0, k60, 2},
+    {"Install", DS_STRING, 0, r57, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"License", DS_DICTIONARY, 0, NULL, NULL, 0, k60, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k62[] = {
-    {"Domain", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"Domain", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k63[] = {
-    {"AssociatedDomains", DS_ARRAY, 0, NULL, NULL, 0, k62, 1},
-    {"AssociatedDomainsEnableDirectDownloads", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"CellularSliceUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"ContentFilterUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"DNSProxyUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"RelayUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"TapToPayScreenLock", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"VPNUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"AssociatedDomains", DS_ARRAY, 0, NULL, NULL, 0, k62, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"AssociatedDomainsEnableDirectDownloads", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"CellularSliceUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ContentFilterUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"DNSProxyUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RelayUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"TapToPayScreenLock", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"VPNUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k64[] = {
-    {"AppStoreID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"BundleID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"ManifestURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"InstallBehavior", DS_DICTIONARY, 0, NULL, NULL, 0, k61, 2},
-    {"IncludeInBackup", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"Attributes", DS_DICTIONARY, 0, NULL, NULL, 0, k63, 8},
+    {"AppStoreID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"BundleID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ManifestURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"InstallBehavior", DS_DICTIONARY, 0, NULL, NULL, 0, k61, 2, 0, 0, 0, 0, NULL, 0, 0},
+    {"IncludeInBackup", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Attributes", DS_DICTIONARY, 0, NULL, NULL, 0, k63, 8, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.diskmanagement.settings */
 static const char *const r65[] = {"Allowed", "ReadOnly", "Disallowed", NULL};
 static const char *const r66[] = {"Allowed", "ReadOnly", "Disallowed", NULL};
 static const ds_key_t k67[] = {
-    {"ExternalStorage", DS_STRING, 0, r65, NULL, 0, NULL, 0},
-    {"NetworkStorage", DS_STRING, 0, r66, NULL, 0, NULL, 0},
+    {"ExternalStorage", DS_STRING, 0, r65, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"NetworkStorage", DS_STRING, 0, r66, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k68[] = {
-    {"Restrictions", DS_DICTIONARY, 0, NULL, NULL, 0, k67, 2},
+    {"Restrictions", DS_DICTIONARY, 0, NULL, NULL, 0, k67, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.legacy.interactive */
 static const ds_key_t k69[] = {
-    {"ProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"VisibleName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"ProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"VisibleName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.legacy */
 static const ds_key_t k70[] = {
-    {"ProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"ProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.management.status-subscriptions */
 static const ds_key_t k71[] = {
-    {"Name", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"Name", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k72[] = {
-    {"StatusItem", DS_DICTIONARY, 0, NULL, NULL, 0, k71, 1},
+    {"StatusItem", DS_DICTIONARY, 0, NULL, NULL, 0, k71, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k73[] = {
-    {"StatusItems", DS_ARRAY, 1, NULL, NULL, 0, k72, 1},
+    {"StatusItems", DS_ARRAY, 1, NULL, NULL, 0, k72, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.management.test */
 static const char *const a74[] = {"com.apple.asset.data", NULL};
 static const char *const r75[] = {"Installed", "Failed", "Unlocked", NULL};
 static const ds_key_t k76[] = {
-    {"Echo", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"EchoDataAssetReference", DS_STRING, 0, NULL, a74, 0, NULL, 0},
-    {"ReturnStatus", DS_STRING, 0, r75, NULL, 0, NULL, 0},
+    {"Echo", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"EchoDataAssetReference", DS_STRING, 0, NULL, a74, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ReturnStatus", DS_STRING, 0, r75, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.math.settings */
 static const ds_key_t k77[] = {
-    {"AddSquareRoot", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"AddSquareRoot", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k78[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k79[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k80[] = {
-    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"Enabled", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k81[] = {
-    {"UnitConversion", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"RPN", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"UnitConversion", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RPN", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k82[] = {
-    {"BasicMode", DS_DICTIONARY, 0, NULL, NULL, 0, k77, 1},
-    {"ScientificMode", DS_DICTIONARY, 0, NULL, NULL, 0, k78, 1},
-    {"ProgrammerMode", DS_DICTIONARY, 0, NULL, NULL, 0, k79, 1},
-    {"MathNotesMode", DS_DICTIONARY, 0, NULL, NULL, 0, k80, 1},
-    {"InputModes", DS_DICTIONARY, 0, NULL, NULL, 0, k81, 2},
+    {"BasicMode", DS_DICTIONARY, 0, NULL, NULL, 0, k77, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"ScientificMode", DS_DICTIONARY, 0, NULL, NULL, 0, k78, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"ProgrammerMode", DS_DICTIONARY, 0, NULL, NULL, 0, k79, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"MathNotesMode", DS_DICTIONARY, 0, NULL, NULL, 0, k80, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"InputModes", DS_DICTIONARY, 0, NULL, NULL, 0, k81, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k83[] = {
-    {"KeyboardSuggestions", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
-    {"MathNotes", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0},
+    {"KeyboardSuggestions", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"MathNotes", DS_BOOLEAN, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k84[] = {
-    {"Calculator", DS_DICTIONARY, 0, NULL, NULL, 0, k82, 5},
-    {"SystemBehavior", DS_DICTIONARY, 0, NULL, NULL, 0, k83, 2},
+    {"Calculator", DS_DICTIONARY, 0, NULL, NULL, 0, k82, 5, 0, 0, 0, 0, NULL, 0, 0},
+    {"SystemBehavior", DS_DICTIONARY, 0, NULL, NULL, 0, k83, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.passcode.settings */
 static const ds_key_t k85[] = {
-    {"ANY", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"ANY", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k86[] = {
-    {"Regex", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Description", DS_DICTIONARY, 0, NULL, NULL, 0, k85, 1},
+    {"Regex", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Description", DS_DICTIONARY, 0, NULL, NULL, 0, k85, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k87[] = {
-    {"RequirePasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"RequireAlphanumericPasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"RequireComplexPasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"MinimumLength", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MinimumComplexCharacters", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MaximumFailedAttempts", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"FailedAttemptsResetInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MaximumGracePeriodInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MaximumInactivityInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MaximumPasscodeAgeInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"PasscodeReuseLimit", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"ChangeAtNextAuth", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"CustomRegex", DS_DICTIONARY, 0, NULL, NULL, 0, k86, 2},
+    {"RequirePasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RequireAlphanumericPasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RequireComplexPasscode", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"MinimumLength", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 0, 16, NULL, 0, 0},
+    {"MinimumComplexCharacters", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 0, 4, NULL, 0, 0},
+    {"MaximumFailedAttempts", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 2, 11, NULL, 0, 0},
+    {"FailedAttemptsResetInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"MaximumGracePeriodInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"MaximumInactivityInMinutes", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 0, 15, NULL, 0, 0},
+    {"MaximumPasscodeAgeInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 0, 730, NULL, 0, 0},
+    {"PasscodeReuseLimit", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1, 50, NULL, 0, 0},
+    {"ChangeAtNextAuth", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"CustomRegex", DS_DICTIONARY, 0, NULL, NULL, 0, k86, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.safari.extensions.settings */
 static const char *const r88[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const char *const r89[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const ds_key_t k90[] = {
-    {"Domain", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"Domain", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k91[] = {
-    {"Domain", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"Domain", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k92[] = {
-    {"State", DS_STRING, 0, r88, NULL, 0, NULL, 0},
-    {"PrivateBrowsing", DS_STRING, 0, r89, NULL, 0, NULL, 0},
-    {"AllowedDomains", DS_ARRAY, 0, NULL, NULL, 0, k90, 1},
-    {"DeniedDomains", DS_ARRAY, 0, NULL, NULL, 0, k91, 1},
+    {"State", DS_STRING, 0, r88, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"PrivateBrowsing", DS_STRING, 0, r89, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AllowedDomains", DS_ARRAY, 0, NULL, NULL, 0, k90, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"DeniedDomains", DS_ARRAY, 0, NULL, NULL, 0, k91, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k93[] = {
-    {"ANY", DS_DICTIONARY, 0, NULL, NULL, 0, k92, 4},
+    {"ANY", DS_DICTIONARY, 0, NULL, NULL, 0, k92, 4, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k94[] = {
-    {"ManagedExtensions", DS_DICTIONARY, 0, NULL, NULL, 0, k93, 1},
+    {"ManagedExtensions", DS_DICTIONARY, 0, NULL, NULL, 0, k93, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.screensharing.connection.group */
 static const ds_key_t k95[] = {
-    {"ConnectionUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"ConnectionUUID", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k96[] = {
-    {"ConnectionGroupUUID", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"GroupName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Members", DS_ARRAY, 1, NULL, NULL, 0, k95, 1},
+    {"ConnectionGroupUUID", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"GroupName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Members", DS_ARRAY, 1, NULL, NULL, 0, k95, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.screensharing.connection */
 static const char *const r97[] = {"Virtual1", "Virtual2", NULL};
 static const ds_key_t k98[] = {
-    {"DisplayType", DS_STRING, 1, r97, NULL, 0, NULL, 0},
+    {"DisplayType", DS_STRING, 1, r97, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k99[] = {
-    {"ConnectionUUID", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"DisplayName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"DisplayConfiguration", DS_DICTIONARY, 1, NULL, NULL, 0, k98, 1},
-    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0},
+    {"ConnectionUUID", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"DisplayName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"HostName", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Port", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"DisplayConfiguration", DS_DICTIONARY, 1, NULL, NULL, 0, k98, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"AuthenticationCredentialsAssetReference", DS_STRING, 0, NULL, a30, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.screensharing.host.settings */
 static const ds_key_t k100[] = {
-    {"MaximumVirtualDisplays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"PortBase", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"PreventCopyFilesFromHost", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"PreventCopyFilesToHost", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"PreventHighPerformanceConnections", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"MaximumVirtualDisplays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 0, 2, NULL, 0, 0},
+    {"PortBase", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1024, 65535, NULL, 0, 0},
+    {"PreventCopyFilesFromHost", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"PreventCopyFilesToHost", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"PreventHighPerformanceConnections", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.security.certificate */
 static const char *const a101[] = {"com.apple.asset.credential.certificate", NULL};
 static const ds_key_t k102[] = {
-    {"CredentialAssetReference", DS_STRING, 1, NULL, a101, 0, NULL, 0},
+    {"CredentialAssetReference", DS_STRING, 1, NULL, a101, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.security.identity */
 static const char *const a103[] = {"com.apple.asset.credential.identity", "com.apple.asset.credential.scep", "com.apple.asset.credential.acme", NULL};
 static const ds_key_t k104[] = {
-    {"CredentialAssetReference", DS_STRING, 1, NULL, a103, 0, NULL, 0},
-    {"AllowAllAppsAccess", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"KeyIsExtractable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"CredentialAssetReference", DS_STRING, 1, NULL, a103, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AllowAllAppsAccess", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"KeyIsExtractable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.security.passkey.attestation */
 static const ds_key_t k105[] = {
-    {"RelyingParty", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"RelyingParty", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k106[] = {
-    {"AttestationIdentityAssetReference", DS_STRING, 1, NULL, a103, 0, NULL, 0},
-    {"AttestationIdentityKeyIsExtractable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"RelyingParties", DS_ARRAY, 1, NULL, NULL, 0, k105, 1},
+    {"AttestationIdentityAssetReference", DS_STRING, 1, NULL, a103, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AttestationIdentityKeyIsExtractable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"RelyingParties", DS_ARRAY, 1, NULL, NULL, 0, k105, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.services.background-tasks */
 static const char *const r107[] = {"daemon", "agent", NULL};
 static const ds_key_t k108[] = {
-    {"FileAssetReference", DS_STRING, 1, NULL, a74, 0, NULL, 0},
-    {"Context", DS_STRING, 1, r107, NULL, 0, NULL, 0},
+    {"FileAssetReference", DS_STRING, 1, NULL, a74, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Context", DS_STRING, 1, r107, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k109[] = {
-    {"launchd-item", DS_DICTIONARY, 1, NULL, NULL, 0, k108, 2},
+    {"launchd-item", DS_DICTIONARY, 1, NULL, NULL, 0, k108, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k110[] = {
-    {"TaskType", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"TaskDescription", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"ExecutableAssetReference", DS_STRING, 0, NULL, a74, 0, NULL, 0},
-    {"LaunchdConfigurations", DS_ARRAY, 0, NULL, NULL, 0, k109, 1},
+    {"TaskType", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"TaskDescription", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"ExecutableAssetReference", DS_STRING, 0, NULL, a74, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"LaunchdConfigurations", DS_ARRAY, 0, NULL, NULL, 0, k109, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.services.configuration-files */
 static const ds_key_t k111[] = {
-    {"ServiceType", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"DataAssetReference", DS_STRING, 1, NULL, a74, 0, NULL, 0},
+    {"ServiceType", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"DataAssetReference", DS_STRING, 1, NULL, a74, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.softwareupdate.enforcement.specific */
 static const ds_key_t k112[] = {
-    {"TargetOSVersion", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"TargetBuildVersion", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"TargetLocalDateTime", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"DetailsURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"TargetOSVersion", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"TargetBuildVersion", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"TargetLocalDateTime", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"DetailsURL", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.softwareupdate.settings */
 static const ds_key_t k113[] = {
-    {"CombinedPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MajorPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"MinorPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
-    {"SystemPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0},
+    {"CombinedPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1, 90, NULL, 0, 0},
+    {"MajorPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1, 90, NULL, 0, 0},
+    {"MinorPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1, 90, NULL, 0, 0},
+    {"SystemPeriodInDays", DS_INTEGER, 0, NULL, NULL, 0, NULL, 0, 1, 1, 1, 90, NULL, 0, 0},
 };
 static const char *const r114[] = {"All", "Oldest", "Newest", NULL};
 static const char *const r115[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const char *const r116[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const char *const r117[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const ds_key_t k118[] = {
-    {"Download", DS_STRING, 0, r115, NULL, 0, NULL, 0},
-    {"InstallOSUpdates", DS_STRING, 0, r116, NULL, 0, NULL, 0},
-    {"InstallSecurityUpdate", DS_STRING, 0, r117, NULL, 0, NULL, 0},
+    {"Download", DS_STRING, 0, r115, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"InstallOSUpdates", DS_STRING, 0, r116, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"InstallSecurityUpdate", DS_STRING, 0, r117, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k119[] = {
-    {"Enable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"EnableRollback", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
+    {"Enable", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"EnableRollback", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const char *const r120[] = {"Allowed", "AlwaysOn", "AlwaysOff", NULL};
 static const ds_key_t k121[] = {
-    {"Description", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Token", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"Description", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Token", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k122[] = {
-    {"Program", DS_DICTIONARY, 1, NULL, NULL, 0, k121, 2},
+    {"Program", DS_DICTIONARY, 1, NULL, NULL, 0, k121, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k123[] = {
-    {"Description", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Token", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
+    {"Description", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Token", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k124[] = {
-    {"ProgramEnrollment", DS_STRING, 0, r120, NULL, 0, NULL, 0},
-    {"OfferPrograms", DS_ARRAY, 0, NULL, NULL, 0, k122, 1},
-    {"RequireProgram", DS_DICTIONARY, 0, NULL, NULL, 0, k123, 2},
+    {"ProgramEnrollment", DS_STRING, 0, r120, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"OfferPrograms", DS_ARRAY, 0, NULL, NULL, 0, k122, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"RequireProgram", DS_DICTIONARY, 0, NULL, NULL, 0, k123, 2, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k125[] = {
-    {"Notifications", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"Deferrals", DS_DICTIONARY, 0, NULL, NULL, 0, k113, 4},
-    {"RecommendedCadence", DS_STRING, 0, r114, NULL, 0, NULL, 0},
-    {"AutomaticActions", DS_DICTIONARY, 0, NULL, NULL, 0, k118, 3},
-    {"RapidSecurityResponse", DS_DICTIONARY, 0, NULL, NULL, 0, k119, 2},
-    {"AllowStandardUserOSUpdates", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0},
-    {"Beta", DS_DICTIONARY, 0, NULL, NULL, 0, k124, 3},
+    {"Notifications", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Deferrals", DS_DICTIONARY, 0, NULL, NULL, 0, k113, 4, 0, 0, 0, 0, NULL, 0, 0},
+    {"RecommendedCadence", DS_STRING, 0, r114, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AutomaticActions", DS_DICTIONARY, 0, NULL, NULL, 0, k118, 3, 0, 0, 0, 0, NULL, 0, 0},
+    {"RapidSecurityResponse", DS_DICTIONARY, 0, NULL, NULL, 0, k119, 2, 0, 0, 0, 0, NULL, 0, 0},
+    {"AllowStandardUserOSUpdates", DS_BOOLEAN, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Beta", DS_DICTIONARY, 0, NULL, NULL, 0, k124, 3, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.configuration.watch.enrollment */
 static const ds_key_t k126[] = {
-    {"AnchorCertificateAssetReferenceItem", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"AnchorCertificateAssetReferenceItem", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k127[] = {
-    {"EnrollmentProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"AnchorCertificateAssetReferences", DS_ARRAY, 0, NULL, a101, 0, k126, 1},
+    {"EnrollmentProfileURL", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"AnchorCertificateAssetReferences", DS_ARRAY, 0, NULL, a101, 0, k126, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.management.organization-info */
 static const ds_key_t k128[] = {
-    {"IdentityToken", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
+    {"IdentityToken", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k129[] = {
-    {"Name", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"Email", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"URL", DS_STRING, 0, NULL, NULL, 0, NULL, 0},
-    {"Proof", DS_DICTIONARY, 0, NULL, NULL, 0, k128, 1},
+    {"Name", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Email", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"URL", DS_STRING, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"Proof", DS_DICTIONARY, 0, NULL, NULL, 0, k128, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.management.properties */
 static const ds_key_t k130[] = {
-    {"ANY", DS_ANY, 0, NULL, NULL, 0, NULL, 0},
+    {"ANY", DS_ANY, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* com.apple.management.server-capabilities */
 static const ds_key_t k131[] = {
-    {"ANY", DS_ANY, 0, NULL, NULL, 0, NULL, 0},
+    {"ANY", DS_ANY, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
 };
 static const ds_key_t k132[] = {
-    {"Version", DS_STRING, 1, NULL, NULL, 0, NULL, 0},
-    {"SupportedFeatures", DS_DICTIONARY, 1, NULL, NULL, 0, k131, 1},
+    {"Version", DS_STRING, 1, NULL, NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0},
+    {"SupportedFeatures", DS_DICTIONARY, 1, NULL, NULL, 0, k131, 1, 0, 0, 0, 0, NULL, 0, 0},
 };
 
 /* type, kind, Payload keys, introduced on iOS, macOS, tvOS, visionOS, watchOS */

@@ -13,23 +13,17 @@
 
 #define DECLARATIONS_ITEM "management.declarations"
 
+/* Parser state: the report being built and where errors go. */
 typedef struct {
-    char *name;
-    json_t *value; /* own reference */
-} item_t;
-
-typedef struct {
-    item_t *items;
-    size_t nitems, items_cap;
-    ddm_decl_status_t *decls;
-    size_t ndecls, decls_cap;
-    int full_report;
+    ddm_status_report_t *out;
     char *err;
     size_t errlen;
 } report_t;
 
-static void report_free(report_t *r)
+void ddm_status_report_free(ddm_status_report_t *r)
 {
+    if (!r)
+        return;
     for (size_t i = 0; i < r->nitems; i++) {
         free(r->items[i].name);
         json_decref(r->items[i].value);
@@ -38,6 +32,8 @@ static void report_free(report_t *r)
     for (size_t i = 0; i < r->ndecls; i++)
         ddm_decl_status_free(&r->decls[i]);
     free(r->decls);
+    free(r->errors_json);
+    memset(r, 0, sizeof *r);
 }
 
 static int fail(report_t *r, const char *fmt, const char *a, const char *b)
@@ -46,23 +42,25 @@ static int fail(report_t *r, const char *fmt, const char *a, const char *b)
     return -1;
 }
 
-static int add_item(report_t *r, const char *name, json_t *value)
+static int add_item(report_t *p, const char *name, json_t *value)
 {
+    ddm_status_report_t *r = p->out;
     if (r->nitems == DDM_STATUS_MAX_ITEMS)
-        return fail(r, "status report has more than %s status items%s", "1000", "");
+        return fail(p, "status report has more than %s status items%s", "1000", "");
     if (r->nitems == r->items_cap) {
         size_t cap = r->items_cap ? 2 * r->items_cap : 16;
-        item_t *grown = realloc(r->items, cap * sizeof *grown);
+        ddm_status_value_t *grown = realloc(r->items, cap * sizeof *grown);
         if (!grown)
-            return fail(r, "out of memory%s%s", "", "");
+            return fail(p, "out of memory%s%s", "", "");
         r->items = grown;
         r->items_cap = cap;
     }
     char *copy = strdup(name);
     if (!copy)
-        return fail(r, "out of memory%s%s", "", "");
+        return fail(p, "out of memory%s%s", "", "");
     r->items[r->nitems].name = copy;
     r->items[r->nitems].value = json_incref(value);
+    r->items[r->nitems].keyed = 0;
     r->nitems++;
     return 0;
 }
@@ -116,17 +114,18 @@ static int add_decl(report_t *r, const json_t *el, const char *kind, const char 
         if (!json_is_object(reason) || !json_is_string(json_object_get(reason, "code")))
             return fail(r, "%s: each reason of '%s' must be an object with a 'code' string", where, ident);
     }
-    if (r->ndecls == DDM_STATUS_MAX_DECLS)
+    ddm_status_report_t *o = r->out;
+    if (o->ndecls == DDM_STATUS_MAX_DECLS)
         return fail(r, "%s: more than %s declarations", where, "10000");
-    if (r->ndecls == r->decls_cap) {
-        size_t cap = r->decls_cap ? 2 * r->decls_cap : 16;
-        ddm_decl_status_t *grown = realloc(r->decls, cap * sizeof *grown);
+    if (o->ndecls == o->decls_cap) {
+        size_t cap = o->decls_cap ? 2 * o->decls_cap : 16;
+        ddm_decl_status_t *grown = realloc(o->decls, cap * sizeof *grown);
         if (!grown)
             return fail(r, "out of memory%s%s", "", "");
-        r->decls = grown;
-        r->decls_cap = cap;
+        o->decls = grown;
+        o->decls_cap = cap;
     }
-    ddm_decl_status_t *d = &r->decls[r->ndecls];
+    ddm_decl_status_t *d = &o->decls[o->ndecls];
     memset(d, 0, sizeof *d);
     d->identifier = strdup(ident);
     d->kind = strdup(kind);
@@ -134,7 +133,7 @@ static int add_decl(report_t *r, const json_t *el, const char *kind, const char 
     d->active = json_is_true(active);
     d->valid = strdup(vs);
     d->reasons_json = json_array_size(reasons) ? json_dumps(reasons, JSON_COMPACT) : NULL;
-    r->ndecls++;
+    o->ndecls++;
     if (!d->identifier || !d->kind || !d->server_token || !d->valid ||
         (json_array_size(reasons) && !d->reasons_json))
         return fail(r, "out of memory%s%s", "", "");
@@ -145,6 +144,7 @@ static int parse_declarations(report_t *r, const json_t *v)
 {
     if (!json_is_object(v))
         return fail(r, "status item '%s' must be an object%s", DECLARATIONS_ITEM, "");
+    r->out->has_declarations = 1;
     const char *key;
     const json_t *arr;
     json_object_foreach((json_t *)v, key, arr)
@@ -248,44 +248,43 @@ static void array_drop(json_t *arr, const char *identifier)
     }
 }
 
-/* The new value of an array item: `base` (the stored elements, or empty)
- * with the report's elements applied. New reference, NULL on OOM. */
-static json_t *merge_into(json_t *base, const json_t *update)
+json_t *ddm_status_merge_array(json_t *base, const json_t *update)
 {
+    if (!base)
+        return NULL;
     size_t i;
     const json_t *el;
     json_array_foreach(update, i, el)
     {
         const char *id = json_string_value(json_object_get(el, "identifier"));
+        if (!id)
+            continue;
         array_drop(base, id);
         if (json_is_true(json_object_get(el, "_removed")))
             continue;
         json_t *copy = json_deep_copy(el);
-        if (!copy || json_array_append_new(base, copy) != 0)
+        if (!copy || json_array_append_new(base, copy) != 0) {
+            json_decref(base);
             return NULL;
+        }
     }
     return base;
 }
 
-/* Resolves array items against what is stored. 0, -1 (err set; 400) or -2
- * (storage failure). */
-static int merge_arrays(report_t *r, store_t *s, const char *enrollment_id)
+/* Resolves keyed array items against what is stored (incremental reports
+ * only). 0, or -1 on storage failure, -2 out of memory. */
+static int merge_arrays(ddm_status_report_t *r, store_t *s, const char *enrollment_id)
 {
     for (size_t k = 0; k < r->nitems; k++) {
-        item_t *it = &r->items[k];
-        if (!json_is_array(it->value))
-            continue;
-        int keyed;
-        if (keyed_array(r, it->name, it->value, &keyed) != 0)
-            return -1;
-        if (!keyed)
+        ddm_status_value_t *it = &r->items[k];
+        if (!it->keyed)
             continue;
         json_t *base = NULL;
         if (!r->full_report && s->ops->ddm_status_item_get) {
             ddm_status_item_t prev;
             int rc = s->ops->ddm_status_item_get(s, enrollment_id, it->name, &prev);
             if (rc == STORE_ERR)
-                return -2;
+                return -1;
             if (rc == STORE_OK) {
                 json_t *old = json_loads(prev.value_json, 0, NULL);
                 if (json_is_array(old))
@@ -295,24 +294,20 @@ static int merge_arrays(report_t *r, store_t *s, const char *enrollment_id)
                 ddm_status_item_free(&prev);
             }
         }
-        if (!base)
-            base = json_array();
-        json_t *merged = base ? merge_into(base, it->value) : NULL;
-        if (!merged) {
-            json_decref(base);
-            return fail(r, "out of memory%s%s", "", "");
-        }
+        json_t *merged = ddm_status_merge_array(base ? base : json_array(), it->value);
+        if (!merged)
+            return -2;
         json_decref(it->value);
         it->value = merged;
     }
     return 0;
 }
 
-/* ---- entry point --------------------------------------------------------------------- */
+/* ---- entry points ---------------------------------------------------------------------- */
 
-int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char *data, size_t len, int64_t now,
-                     char *err, size_t errlen)
+int ddm_status_parse(const unsigned char *data, size_t len, ddm_status_report_t *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof *out);
     if (len > DDM_STATUS_MAX_BYTES) {
         snprintf(err, errlen, "status report of %zu bytes is over the %d byte limit", len, DDM_STATUS_MAX_BYTES);
         return 413;
@@ -323,15 +318,11 @@ int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char 
         snprintf(err, errlen, "status report is not valid JSON: %s (line %d)", jerr.text, jerr.line);
         return 400;
     }
-    report_t r;
-    memset(&r, 0, sizeof r);
-    r.err = err;
-    r.errlen = errlen;
+    report_t r = {out, err, errlen};
     int code = 400;
     const json_t *items = json_object_get(root, "StatusItems");
     const json_t *errors = json_object_get(root, "Errors");
     const json_t *full = json_object_get(root, "FullReport");
-    char *errors_json = NULL;
     if (!json_is_object(root)) {
         snprintf(err, errlen, "status report must be a JSON object");
         goto out;
@@ -348,26 +339,46 @@ int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char 
         snprintf(err, errlen, "FullReport must be a boolean");
         goto out;
     }
-    r.full_report = json_is_true(full);
+    out->full_report = json_is_true(full);
     if (check_errors(&r, errors) != 0 || flatten(&r, items, "", 1) != 0)
         goto out;
-    int mrc = merge_arrays(&r, s, enrollment_id);
-    if (mrc == -1)
-        goto out;
-    if (mrc == -2) {
-        snprintf(err, errlen, "storage error: %s", s->ops->errmsg(s));
+    for (size_t k = 0; k < out->nitems; k++) {
+        ddm_status_value_t *it = &out->items[k];
+        if (json_is_array(it->value) && keyed_array(&r, it->name, it->value, &it->keyed) != 0)
+            goto out;
+    }
+    if (json_array_size(errors) && !(out->errors_json = json_dumps(errors, JSON_COMPACT))) {
+        snprintf(err, errlen, "out of memory");
         code = 503;
         goto out;
     }
-    if (json_array_size(errors) && !(errors_json = json_dumps(errors, JSON_COMPACT))) {
-        snprintf(err, errlen, "out of memory");
-        code = 503;
+    code = 200;
+out:
+    json_decref(root);
+    if (code != 200)
+        ddm_status_report_free(out);
+    return code;
+}
+
+int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char *data, size_t len, int64_t now,
+                     char *err, size_t errlen)
+{
+    ddm_status_report_t r;
+    int code = ddm_status_parse(data, len, &r, err, errlen);
+    if (code != 200)
+        return code;
+    code = 503;
+    int mrc = merge_arrays(&r, s, enrollment_id);
+    if (mrc != 0) {
+        if (mrc == -1)
+            snprintf(err, errlen, "storage error: %s", s->ops->errmsg(s));
+        else
+            snprintf(err, errlen, "out of memory");
         goto out;
     }
     ddm_status_item_t *rows = calloc(r.nitems ? r.nitems : 1, sizeof *rows);
     if (!rows) {
         snprintf(err, errlen, "out of memory");
-        code = 503;
         goto out;
     }
     size_t nrows = 0;
@@ -378,16 +389,15 @@ int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char 
         if (!rows[nrows].value_json)
             break;
     }
+    /* The declaration list is complete whenever it is reported at all. */
+    int replace_decls = r.full_report || r.has_declarations;
     if (nrows < r.nitems) {
         snprintf(err, errlen, "out of memory");
-        code = 503;
     } else if (!s->ops->ddm_status_record) {
         snprintf(err, errlen, "this storage backend does not keep DDM status");
-        code = 503;
-    } else if (s->ops->ddm_status_record(s, enrollment_id, rows, r.nitems, r.decls, r.ndecls, r.full_report,
-                                         errors_json, now) != STORE_OK) {
+    } else if (s->ops->ddm_status_record(s, enrollment_id, rows, r.nitems, r.decls, r.ndecls, replace_decls,
+                                         r.errors_json, now) != STORE_OK) {
         snprintf(err, errlen, "storage error: %s", s->ops->errmsg(s));
-        code = 503;
     } else {
         code = 200;
         log_debug("status report from %s: %zu items, %zu declarations%s", enrollment_id, r.nitems, r.ndecls,
@@ -397,8 +407,6 @@ int ddm_status_apply(store_t *s, const char *enrollment_id, const unsigned char 
         free(rows[i].value_json);
     free(rows);
 out:
-    free(errors_json);
-    report_free(&r);
-    json_decref(root);
+    ddm_status_report_free(&r);
     return code;
 }

@@ -27,7 +27,10 @@ typedef struct {
     const unsigned char *body;
     size_t body_len;
     size_t max_body; /* configured limit; handlers refuse larger bodies */
-    const char *remote;
+    const char *remote; /* TCP peer address */
+    /* The client's address: the peer, or the last X-Forwarded-For entry
+     * when the peer is a --trusted-proxy. For rate limits; never identity. */
+    const char *client;
     /* TLS client certificate as presented (not yet verified); NULL without
      * mTLS. The chain holds the intermediates the client sent. */
     X509 *peer_cert;

@@ -10,9 +10,11 @@
  */
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sys/queue.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,17 +36,47 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 
-/* Headers larger than this are refused by evhttp with 400. */
+/* Headers larger than this are refused by evhttp with 400 (logged by the
+ * connection guard below, which sees evhttp's own answers). */
 #define MAX_HEADERS_SIZE (32 * 1024)
+/* How often each worker looks for connections past their deadline. */
+#define SWEEP_INTERVAL_MS 250
+/* Keys the enrollment rate limiter holds at most (~150 bytes each). */
+#define ENROLL_LIMIT_KEYS 65536
+/* Lines per second for each kind of connection-level log line, so a flood
+ * of refused or slow connections cannot flood the log as well. */
+#define THROTTLE_LINES_PER_S 5
+
+typedef struct {
+    pthread_mutex_t mu;
+    int64_t window_us;
+    int lines;
+    long suppressed;
+} log_throttle_t;
+
+/* Shared by all workers: the connection count and the limits. */
+typedef struct {
+    atomic_int open;
+    int max;
+    int64_t timeout_us;
+    size_t max_body;
+    log_throttle_t refused_log, slow_log;
+} conn_guard_t;
+
+typedef struct conn_slot conn_slot_t;
 
 typedef struct {
     worker_t w;
     struct event_base *base;
     struct evhttp *http;
     struct event *stop_ev;
+    struct event *sweep_ev;
     SSL_CTX *ssl_ctx;
+    conn_guard_t *guard;
+    conn_slot_t *conns; /* this worker's open TLS connections */
     pthread_t thread;
     int started;
 } worker_thread_t;
@@ -140,7 +172,8 @@ typedef struct {
 } conn_identity_t;
 
 static int conn_identity_index = -1;
-static pthread_once_t conn_identity_once = PTHREAD_ONCE_INIT;
+static int conn_slot_index = -1;
+static pthread_once_t ex_index_once = PTHREAD_ONCE_INIT;
 
 static void conn_identity_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -152,9 +185,12 @@ static void conn_identity_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int 
     free(ptr);
 }
 
-static void conn_identity_init(void)
+static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
+
+static void ex_index_init(void)
 {
     conn_identity_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_identity_free);
+    conn_slot_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_slot_free);
 }
 
 static SSL *request_ssl(struct evhttp_request *ev)
@@ -166,7 +202,7 @@ static SSL *request_ssl(struct evhttp_request *ev)
 
 const char *http_conn_identity(const http_request_t *r, int64_t now, int64_t max_age_s)
 {
-    pthread_once(&conn_identity_once, conn_identity_init);
+    pthread_once(&ex_index_once, ex_index_init);
     SSL *ssl = conn_identity_index >= 0 ? request_ssl(r->ev) : NULL;
     conn_identity_t *c = ssl ? SSL_get_ex_data(ssl, conn_identity_index) : NULL;
     return c && now - c->at < max_age_s ? c->sha256 : NULL;
@@ -174,7 +210,7 @@ const char *http_conn_identity(const http_request_t *r, int64_t now, int64_t max
 
 void http_conn_remember_identity(const http_request_t *r, const char *sha256_hex, int64_t now)
 {
-    pthread_once(&conn_identity_once, conn_identity_init);
+    pthread_once(&ex_index_once, ex_index_init);
     SSL *ssl = conn_identity_index >= 0 ? request_ssl(r->ev) : NULL;
     if (!ssl)
         return;
@@ -187,6 +223,302 @@ void http_conn_remember_identity(const http_request_t *r, const char *sha256_hex
     }
     snprintf(c->sha256, sizeof c->sha256, "%s", sha256_hex);
     c->at = now;
+}
+
+/* ---- connection guard --------------------------------------------------------
+ *
+ * evhttp in libevent 2.1 has no connection cap, its read timeout restarts
+ * with every byte (a client sending one byte at a time is never cut off),
+ * and it answers some malformed or oversized requests itself, before
+ * handle_request sees them. The guard covers all three per TLS connection,
+ * with state hung on the SSL object (ex_data), whose free callback runs
+ * exactly once when evhttp frees the connection:
+ *  - a shared count of open connections; one over --max-connections is
+ *    marked refused and shut down by the worker's sweep right away;
+ *  - a deadline: a request (and the TLS handshake before the first one)
+ *    must arrive complete within --timeout of the connection opening or of
+ *    the previous reply; the sweep shuts down connections past it;
+ *  - a watch on the connection's output buffer: a response that orchard
+ *    did not write is evhttp refusing the request, and gets a log line.
+ * Connections are shut down with shutdown(2), never freed here: evhttp
+ * sees end-of-file and frees them itself. */
+
+struct conn_slot {
+    worker_thread_t *wt;
+    struct bufferevent *bev;
+    struct evbuffer_cb_entry *in_cb, *out_cb;
+    conn_slot_t *prev, *next;
+    int64_t deadline_us; /* 0 while orchard handles a request */
+    size_t received;     /* request bytes since the last reply */
+    int refused;         /* over --max-connections */
+    int replying;        /* orchard is writing its own response */
+    int closed;          /* shut down by the guard */
+};
+
+static int throttle_allow(log_throttle_t *t, long *suppressed)
+{
+    int64_t now = util_now_us();
+    pthread_mutex_lock(&t->mu);
+    if (now - t->window_us >= 1000000) {
+        t->window_us = now;
+        t->lines = 0;
+    }
+    int ok = t->lines < THROTTLE_LINES_PER_S;
+    if (ok) {
+        t->lines++;
+        *suppressed = t->suppressed;
+        t->suppressed = 0;
+    } else {
+        t->suppressed++;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok;
+}
+
+/* " (N similar lines suppressed)" when some were, else "". */
+static const char *suppressed_note(long n, char *buf, size_t len)
+{
+    if (n <= 0)
+        return "";
+    snprintf(buf, len, " (%ld similar lines suppressed)", n);
+    return buf;
+}
+
+static void slot_unlink(conn_slot_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (s->wt->conns == s)
+        s->wt->conns = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    conn_slot_t *s = ptr;
+    if (!s)
+        return;
+    /* Called from the bufferevent's destructor: its buffers still exist. */
+    if (s->in_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_input(s->bev), s->in_cb);
+    if (s->out_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->out_cb);
+    slot_unlink(s);
+    atomic_fetch_sub(&s->wt->guard->open, 1);
+    free(s);
+}
+
+static conn_slot_t *request_slot(struct evhttp_request *ev);
+
+static void slot_peer(const conn_slot_t *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "-");
+    evutil_socket_t fd = bufferevent_getfd(s->bev);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+}
+
+static void slot_shutdown(conn_slot_t *s)
+{
+    s->closed = 1;
+    evutil_socket_t fd = bufferevent_getfd(s->bev);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+static void count_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    conn_slot_t *s = arg;
+    s->received += info->n_added;
+}
+
+/* evhttp answers a request it cannot parse (or one over its caps) itself;
+ * orchard's own replies are flagged `replying`, so a status line written
+ * otherwise is such a refusal. */
+static void watch_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    conn_slot_t *s = arg;
+    if (s->replying || info->n_added < 12)
+        return;
+    char head[13] = {0};
+    struct evbuffer_ptr p;
+    if (evbuffer_ptr_set(buf, &p, info->orig_size, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(buf, &p, head, 12) != 12 || strncmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+        return;
+    int status = atoi(head + 9);
+    if (status < 200) /* 100 Continue */
+        return;
+    char why[200];
+    switch (status) {
+    case 400:
+        if (s->received > MAX_HEADERS_SIZE)
+            snprintf(why, sizeof why, "header block over the %d-byte limit (%zu bytes received)", MAX_HEADERS_SIZE,
+                     s->received);
+        else
+            snprintf(why, sizeof why, "malformed request line or headers");
+        break;
+    case 413:
+        snprintf(why, sizeof why, "request body over the %zu-byte limit (refused before it was read)",
+                 s->wt->guard->max_body);
+        break;
+    case 501: snprintf(why, sizeof why, "method not allowed"); break;
+    case 417: snprintf(why, sizeof why, "unsupported Expect header"); break;
+    default: snprintf(why, sizeof why, "refused by the HTTP parser"); break;
+    }
+    char peer[INET6_ADDRSTRLEN];
+    slot_peer(s, peer, sizeof peer);
+    log_warn("request method=- path=- status=%d id=- type=- ms=0.00 remote=%s problem=\"%s\"", status, peer, why);
+}
+
+/* Runs every SWEEP_INTERVAL_MS, and at once when a connection is refused. */
+static void sweep_connections(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_thread_t *wt = arg;
+    conn_guard_t *g = wt->guard;
+    int64_t now = util_now_us();
+    for (conn_slot_t *s = wt->conns; s; s = s->next) {
+        if (s->closed || bufferevent_getfd(s->bev) < 0)
+            continue;
+        char peer[INET6_ADDRSTRLEN], note[64];
+        long suppressed = 0;
+        if (s->refused) {
+            slot_peer(s, peer, sizeof peer);
+            if (throttle_allow(&g->refused_log, &suppressed))
+                log_warn("connection refused remote=%s problem=\"%d connections open, over the "
+                         "--max-connections limit of %d\"%s",
+                         peer, atomic_load(&g->open), g->max, suppressed_note(suppressed, note, sizeof note));
+            slot_shutdown(s);
+            continue;
+        }
+        if (!s->deadline_us || now < s->deadline_us)
+            continue;
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+            /* still sending a reply: evhttp's write timeout watches that */
+            s->deadline_us = now + g->timeout_us;
+            continue;
+        }
+        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+        int in_handshake = ssl && !SSL_is_init_finished(ssl);
+        slot_peer(s, peer, sizeof peer);
+        if (in_handshake || s->received > 0) {
+            if (throttle_allow(&g->slow_log, &suppressed))
+                log_warn("connection closed remote=%s problem=\"slow client: %s%zu%s within the %lld-second "
+                         "--timeout\"%s",
+                         peer, in_handshake ? "TLS handshake not finished" : "request incomplete after ",
+                         in_handshake ? (size_t)0 : s->received, in_handshake ? "" : " bytes",
+                         (long long)(g->timeout_us / 1000000), suppressed_note(suppressed, note, sizeof note));
+        } else {
+            log_debug("connection closed remote=%s: idle for the --timeout", peer);
+        }
+        slot_shutdown(s);
+    }
+}
+
+static void conn_guard_attach(worker_thread_t *wt, struct bufferevent *bev, SSL *ssl)
+{
+    pthread_once(&ex_index_once, ex_index_init);
+    conn_slot_t *s = conn_slot_index >= 0 ? calloc(1, sizeof *s) : NULL;
+    if (!s)
+        return;
+    s->wt = wt;
+    s->bev = bev;
+    s->next = wt->conns;
+    if (wt->conns)
+        wt->conns->prev = s;
+    wt->conns = s;
+    int open = atomic_fetch_add(&wt->guard->open, 1) + 1;
+    if (SSL_set_ex_data(ssl, conn_slot_index, s) != 1) {
+        slot_unlink(s);
+        atomic_fetch_sub(&wt->guard->open, 1);
+        free(s);
+        return;
+    }
+    s->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), count_input, s);
+    s->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), watch_output, s);
+    s->deadline_us = util_now_us() + wt->guard->timeout_us;
+    if (open > wt->guard->max) {
+        /* The socket is not attached yet (evhttp does that after this
+         * callback): the sweep, run next, shuts it down. */
+        s->refused = 1;
+        event_active(wt->sweep_ev, EV_TIMEOUT, 1);
+    }
+}
+
+static conn_slot_t *request_slot(struct evhttp_request *ev)
+{
+    pthread_once(&ex_index_once, ex_index_init);
+    SSL *ssl = conn_slot_index >= 0 ? request_ssl(ev) : NULL;
+    return ssl ? SSL_get_ex_data(ssl, conn_slot_index) : NULL;
+}
+
+/* The client's address for rate limits: the peer, unless the peer is a
+ * --trusted-proxy; then the last X-Forwarded-For entry, the one that proxy
+ * added (entries before it come from the client and prove nothing). */
+static int address_in_list(const char *addr, const char *list)
+{
+    unsigned char a[16], b[16];
+    int fam = strchr(addr, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(fam, addr, a) != 1)
+        return 0;
+    size_t alen = fam == AF_INET6 ? 16 : 4;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        char item[INET6_ADDRSTRLEN + 1];
+        if (n > 0 && n < sizeof item) {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (inet_pton(fam, item, b) == 1 && memcmp(a, b, alen) == 0)
+                return 1;
+        }
+        p += n;
+    }
+    return 0;
+}
+
+static const char *client_address(const config_t *cfg, struct evhttp_request *ev, const char *peer, char *buf,
+                                  size_t len)
+{
+    if (!peer || !cfg->trusted_proxies || !address_in_list(peer, cfg->trusted_proxies))
+        return peer;
+    const char *xff = NULL;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(ev), next)
+        if (strcasecmp(h->key, "X-Forwarded-For") == 0)
+            xff = h->value;
+    if (!xff)
+        return peer;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ' || *last == '\t')
+        last++;
+    size_t n = strcspn(last, " \t");
+    unsigned char bin[16];
+    if (n == 0 || n >= len)
+        return peer;
+    memcpy(buf, last, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, bin) != 1 && inet_pton(AF_INET6, buf, bin) != 1)
+        return peer;
+    return buf;
 }
 
 /* ---- request dispatch ------------------------------------------------------ */
@@ -207,9 +539,11 @@ static void log_request(const http_request_t *r, const http_response_t *resp, in
 {
     double ms = (double)(util_now_us() - started_us) / 1000.0;
     log_level_t level = resp->status >= 500 ? LOG_ERROR : resp->status >= 400 ? LOG_WARN : LOG_INFO;
-    log_msg(level, "request method=%s path=%.128s status=%d id=%s type=%s ms=%.2f remote=%s%s%s%s",
+    int forwarded = r->client && r->remote && strcmp(r->client, r->remote) != 0;
+    log_msg(level, "request method=%s path=%.128s status=%d id=%s type=%s ms=%.2f remote=%s%s%s%s%s%s",
             r->method_name, r->path ? r->path : "-", resp->status, resp->log_id[0] ? resp->log_id : "-",
             resp->log_type[0] ? resp->log_type : "-", ms, r->remote ? r->remote : "-",
+            forwarded ? " client=" : "", forwarded ? r->client : "",
             resp->log_problem[0] ? " problem=\"" : "", resp->log_problem,
             resp->log_problem[0] ? "\"" : "");
 }
@@ -249,9 +583,18 @@ static void handle_request(struct evhttp_request *ev, void *arg)
     if (conn)
         evhttp_connection_get_peer(conn, &peer_addr, &peer_port);
     req.remote = peer_addr;
+    char client_buf[INET6_ADDRSTRLEN + 1];
+    req.client = client_address(wt->w.app->cfg, ev, peer_addr, client_buf, sizeof client_buf);
 
+    conn_slot_t *slot = request_slot(ev);
+    if (slot) {
+        slot->replying = 1;
+        slot->deadline_us = 0;
+    }
     if (!resp.body) {
         evhttp_send_error(ev, 503, "Service Unavailable");
+        if (slot)
+            slot->replying = 0;
         return;
     }
     size_t plen = 0;
@@ -290,6 +633,12 @@ send:;
         free(resp.header_values[i]);
     }
     evhttp_send_reply(ev, resp.status, NULL, resp.body);
+    if (slot) {
+        /* the next request on this connection has --timeout from now */
+        slot->replying = 0;
+        slot->received = 0;
+        slot->deadline_us = util_now_us() + wt->guard->timeout_us;
+    }
     log_request(&req, &resp, started);
     evbuffer_free(resp.body);
     free(path);
@@ -349,8 +698,10 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
         return NULL;
     struct bufferevent *bev =
         bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (bev)
+    if (bev) {
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1); /* clients often skip close_notify */
+        conn_guard_attach(wt, bev, ssl);
+    }
     return bev;
 }
 
@@ -378,18 +729,23 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *ss
     return evutil_parse_sockaddr_port(listen, (struct sockaddr *)ss, sslen);
 }
 
-static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx, int id, char **err)
+static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx, int id, conn_guard_t *guard,
+                        ratelimit_t *enroll_limit, char **err)
 {
     wt->w.app = app;
     wt->w.id = id;
+    wt->w.enroll_limit = enroll_limit;
     wt->ssl_ctx = ssl_ctx;
+    wt->guard = guard;
     wt->w.store = store_open(app->cfg->db, err);
     if (!wt->w.store)
         return -1;
     wt->base = event_base_new();
     wt->http = wt->base ? evhttp_new(wt->base) : NULL;
     wt->stop_ev = wt->base ? event_new(wt->base, -1, 0, stop_worker, wt) : NULL;
-    if (!wt->http || !wt->stop_ev) {
+    wt->sweep_ev = wt->base ? event_new(wt->base, -1, EV_PERSIST, sweep_connections, wt) : NULL;
+    struct timeval sweep_tv = {0, SWEEP_INTERVAL_MS * 1000};
+    if (!wt->http || !wt->stop_ev || !wt->sweep_ev || event_add(wt->sweep_ev, &sweep_tv) != 0) {
         *err = strdup("cannot create event loop");
         return -1;
     }
@@ -399,7 +755,10 @@ static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx,
      * that bounds memory for bodies far over the limit. */
     evhttp_set_max_body_size(wt->http, (ev_ssize_t)(cfg->max_body * 2 + 65536));
     evhttp_set_max_headers_size(wt->http, MAX_HEADERS_SIZE);
-    evhttp_set_timeout(wt->http, cfg->timeout_seconds);
+    /* With TLS the connection guard enforces --timeout for whole requests
+     * and logs slow clients; evhttp's own timer (restarted by every byte) is
+     * then a second later, so a stalled request meets the guard first. */
+    evhttp_set_timeout(wt->http, cfg->timeout_seconds + (ssl_ctx ? 1 : 0));
     evhttp_set_allowed_methods(wt->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(wt->http, handle_request, wt);
@@ -440,6 +799,8 @@ static void worker_teardown(worker_thread_t *wt)
         evhttp_free(wt->http);
     if (wt->stop_ev)
         event_free(wt->stop_ev);
+    if (wt->sweep_ev)
+        event_free(wt->sweep_ev);
     if (wt->base)
         event_base_free(wt->base);
     if (wt->w.store)
@@ -463,12 +824,26 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
 
     int n = cfg->workers;
     worker_thread_t *workers = calloc((size_t)n, sizeof *workers);
-    if (!workers)
+    conn_guard_t *guard = calloc(1, sizeof *guard);
+    ratelimit_t *enroll_limit = NULL;
+    if (cfg->enroll_rate > 0)
+        enroll_limit = ratelimit_new(cfg->enroll_rate, cfg->enroll_burst, ENROLL_LIMIT_KEYS);
+    if (!workers || !guard || (cfg->enroll_rate > 0 && !enroll_limit)) {
+        free(workers);
+        free(guard);
+        ratelimit_free(enroll_limit);
         return -1;
+    }
+    atomic_init(&guard->open, 0);
+    guard->max = cfg->max_connections;
+    guard->timeout_us = (int64_t)cfg->timeout_seconds * 1000000;
+    guard->max_body = cfg->max_body;
+    pthread_mutex_init(&guard->refused_log.mu, NULL);
+    pthread_mutex_init(&guard->slow_log.mu, NULL);
     int rc = 0;
     for (int i = 0; i < n; i++) {
         char *err = NULL;
-        if (worker_setup(&workers[i], app, ssl_ctx, i, &err) != 0) {
+        if (worker_setup(&workers[i], app, ssl_ctx, i, guard, enroll_limit, &err) != 0) {
             log_error("startup failed: %s", err ? err : "unknown error");
             free(err);
             rc = -1;
@@ -495,6 +870,10 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
     for (int i = 0; i < n; i++)
         worker_teardown(&workers[i]);
     free(workers);
+    pthread_mutex_destroy(&guard->refused_log.mu);
+    pthread_mutex_destroy(&guard->slow_log.mu);
+    free(guard);
+    ratelimit_free(enroll_limit);
     libevent_global_shutdown();
     return rc;
 }

@@ -4,8 +4,10 @@
 
 #include "cli_ade.h"
 #include "cli_ddm.h"
+#include "cli_db.h"
 #include "cli_enroll.h"
 #include "cli_pushcert.h"
+#include "cli_ade_setup.h"
 #include "cli_watch.h"
 #include "serve.h"
 
@@ -34,6 +36,8 @@ static void usage(FILE *out)
                  "  asset-data data served to devices for DDM asset declarations: put, get, delete\n"
                  "  watch-enrollment  enable or disable Apple Watch enrollment for iPhones or a group\n"
                  "  watches    the Apple Watches enrolled through an iPhone\n"
+                 "  db         database maintenance: migrate (apply schema migrations and exit)\n"
+                 "  ade setup-commands  commands for ADE devices awaiting configuration: put, get, clear\n"
                  "  ade        Automated Device Enrollment: server tokens, devices, profiles\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
@@ -59,6 +63,10 @@ int main(int argc, char **argv)
         return cli_ddm_main(cmd, argc - 1, argv + 1);
     if (strcmp(cmd, "watch-enrollment") == 0 || strcmp(cmd, "watches") == 0)
         return cli_watch_main(cmd, argc - 1, argv + 1);
+    if (strcmp(cmd, "db") == 0)
+        return cli_db_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "ade") == 0 && argc > 2 && strcmp(argv[2], "setup-commands") == 0)
+        return cli_ade_setup_main(argc - 2, argv + 2);
     if (strcmp(cmd, "ade") == 0)
         return cli_ade_main(argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)

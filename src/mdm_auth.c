@@ -122,3 +122,39 @@ int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, 
     }
     return 200;
 }
+
+int mdm_channel_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, int64_t *last_seen,
+                       int *silent, char *why, size_t len)
+{
+    if (strcmp(dev->state, ENR_STATE_ACTIVE) != 0) {
+        snprintf(why, len, "device enrollment is %s, not active", dev->state);
+        return 401;
+    }
+    if (last_seen)
+        *last_seen = dev->last_seen_at;
+    if (silent)
+        *silent = dev->silent_since > 0;
+    if (!m->user_channel)
+        return 0;
+    enrollment_t u;
+    int rc = w->store->ops->enrollment_get(w->store, m->id, &u);
+    if (rc == STORE_ERR) {
+        snprintf(why, len, "storage error: %s", w->store->ops->errmsg(w->store));
+        return 503;
+    }
+    if (rc == STORE_NOTFOUND) {
+        snprintf(why, len, "unknown user channel");
+        return 401;
+    }
+    int active = strcmp(u.state, ENR_STATE_ACTIVE) == 0;
+    if (last_seen)
+        *last_seen = u.last_seen_at;
+    if (silent)
+        *silent = u.silent_since > 0;
+    enrollment_free(&u);
+    if (!active) {
+        snprintf(why, len, "user channel is not active");
+        return 401;
+    }
+    return 0;
+}

@@ -34,4 +34,12 @@ void mdm_identity_clear(mdm_identity_t *id);
 int mdm_authorize(worker_t *w, const mdm_identity_t *id, const char *device_id, enrollment_t *dev, char *err,
                   size_t errlen);
 
+/* Checks that the channel a message speaks for is managed: the device
+ * enrollment `dev` (from mdm_authorize) is active and, for a user channel
+ * (m->id), so is that channel. 0 if so, else the HTTP status to refuse
+ * with (reason in why). When given, *last_seen / *silent receive the
+ * channel's last_seen_at and whether the inactivity sweep flagged it. */
+int mdm_channel_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, int64_t *last_seen,
+                       int *silent, char *why, size_t len);
+
 #endif

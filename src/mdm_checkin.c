@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ade_await.h"
+#include "ade_enroll.h"
 #include "app.h"
 #include "ddm.h"
 #include "log.h"
@@ -105,6 +107,8 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
     }
     /* Apple Watch: a paired watch is now enrolled. */
     watch_on_authenticate(s, m->device_id);
+    /* ADE: supervised when it came through the configuration URL. */
+    ade_on_authenticate(s, m->device_id);
     http_reply(resp, 200, NULL, NULL, 0);
 }
 
@@ -144,6 +148,15 @@ static void checkin_token_update(worker_t *w, const http_request_t *req, mdm_mes
     if (rc != STORE_OK) {
         storage_failed(w, resp);
         return;
+    }
+    /* ADE await configuration: queue the setup commands (DeviceConfigured
+     * follows them in mdm_connect.c). */
+    if (!m->user_channel) {
+        int acode = ade_await_on_token_update(s, w->app->pusher, m->device_id, m->root, why, sizeof why);
+        if (acode) {
+            http_refuse(resp, acode, 0, "%s", why);
+            return;
+        }
     }
     /* A new (or re-enrolled) channel gets the declarations already assigned
      * to it, e.g. through an "all" set. Not fatal: the next ddm_sync or

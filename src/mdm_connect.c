@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ade_await.h"
 #include "app.h"
 #include "ddm.h"
 #include "log.h"
@@ -29,43 +30,6 @@ static int known_result_status(const char *s)
     for (size_t i = 0; i < sizeof result_statuses / sizeof result_statuses[0]; i++)
         if (strcmp(s, result_statuses[i]) == 0)
             return 1;
-    return 0;
-}
-
-/* Checks that the enrollment this message speaks for is managed. 0 if so,
- * else the HTTP status to refuse with (reason in why). */
-/* *last_seen: when the channel was last heard from; *silent: whether the
- * inactivity sweep flagged it (a request from it clears the flag at once,
- * not only once a minute). */
-static int check_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, int64_t *last_seen,
-                        int *silent, char *why, size_t len)
-{
-    if (strcmp(dev->state, ENR_STATE_ACTIVE) != 0) {
-        snprintf(why, len, "device enrollment is %s, not active", dev->state);
-        return 401;
-    }
-    *last_seen = dev->last_seen_at;
-    *silent = dev->silent_since > 0;
-    if (!m->user_channel)
-        return 0;
-    enrollment_t u;
-    int rc = w->store->ops->enrollment_get(w->store, m->id, &u);
-    if (rc == STORE_ERR) {
-        snprintf(why, len, "storage error: %s", w->store->ops->errmsg(w->store));
-        return 503;
-    }
-    if (rc == STORE_NOTFOUND) {
-        snprintf(why, len, "unknown user channel");
-        return 401;
-    }
-    int active = strcmp(u.state, ENR_STATE_ACTIVE) == 0;
-    *last_seen = u.last_seen_at;
-    *silent = u.silent_since > 0;
-    enrollment_free(&u);
-    if (!active) {
-        snprintf(why, len, "user channel is not active");
-        return 401;
-    }
     return 0;
 }
 
@@ -124,7 +88,7 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     }
     int64_t last_seen = 0;
     int silent = 0;
-    code = check_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
+    code = mdm_channel_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
     enrollment_free(&dev);
     if (code) {
         http_refuse(resp, code, 0, "%s", why);
@@ -167,6 +131,11 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     /* An erased phone never checks out: its watches learn of it here. */
     if (applied && !m->user_channel && strcmp(m->status, "Acknowledged") == 0)
         watch_on_command_acknowledged(s, m->device_id, m->command_uuid);
+    /* ADE await configuration: DeviceConfigured once the setup commands
+     * are done; its answer clears the flag. */
+    if (!m->user_channel)
+        ade_await_after_exchange(s, m->device_id, applied ? m->command_uuid : NULL, applied ? m->status : NULL, now,
+                                 &rc, &next);
     /* A DDM sync command is stored without Data; it gets the channel's
      * current tokens now, so however many changes were coalesced into it
      * the device sees the latest DeclarationsToken. */

@@ -38,35 +38,6 @@ static void reply_json(http_response_t *resp, json_t *j)
     http_reply_json(resp, 200, j);
 }
 
-/* The channel this message speaks for must be managed. 0, or the HTTP
- * status to refuse with (reason in why). */
-static int channel_active(worker_t *w, const mdm_message_t *m, const enrollment_t *dev, char *why, size_t len)
-{
-    if (strcmp(dev->state, ENR_STATE_ACTIVE) != 0) {
-        snprintf(why, len, "device enrollment is %s, not active", dev->state);
-        return 401;
-    }
-    if (!m->user_channel)
-        return 0;
-    enrollment_t u;
-    int rc = w->store->ops->enrollment_get(w->store, m->id, &u);
-    if (rc == STORE_ERR) {
-        snprintf(why, len, "storage error: %s", w->store->ops->errmsg(w->store));
-        return 503;
-    }
-    if (rc == STORE_NOTFOUND) {
-        snprintf(why, len, "unknown user channel");
-        return 401;
-    }
-    int active = strcmp(u.state, ENR_STATE_ACTIVE) == 0;
-    enrollment_free(&u);
-    if (!active) {
-        snprintf(why, len, "user channel is not active");
-        return 401;
-    }
-    return 0;
-}
-
 static void free_decls(declaration_t *decls, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -204,7 +175,7 @@ void mdm_checkin_declarative_management(worker_t *w, const http_request_t *req, 
         http_refuse(resp, code, 0, "%s", why);
         return;
     }
-    code = channel_active(w, m, &dev, why, sizeof why);
+    code = mdm_channel_active(w, m, &dev, NULL, NULL, why, sizeof why);
     enrollment_free(&dev);
     if (code) {
         http_refuse(resp, code, 0, "%s", why);

@@ -1,7 +1,10 @@
 /* Maps request paths to handlers. */
+#include <stdio.h>
 #include <string.h>
 
 #include "app.h"
+#include "ratelimit.h"
+#include "util.h"
 
 #define CHECKIN_CONTENT_TYPE "application/x-apple-aspen-mdm-checkin"
 
@@ -34,9 +37,40 @@ void mdm_single_url_handle(worker_t *w, const http_request_t *req, http_response
     mdm_message_free(&m);
 }
 
+static int under(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Enrollment and SCEP answer anyone on the network and cost signatures and
+ * database writes, so each client address gets a token bucket per endpoint
+ * (--enroll-rate, --enroll-burst). 1 = go on; 0 = answered 429. */
+static int enroll_rate_ok(worker_t *w, const http_request_t *req, http_response_t *resp, const char *endpoint)
+{
+    if (!w->enroll_limit)
+        return 1;
+    char key[RATELIMIT_KEY_MAX];
+    ratelimit_client_key(endpoint, req->client ? req->client : req->remote, key, sizeof key);
+    int retry = 1;
+    if (ratelimit_take(w->enroll_limit, key, util_now_us(), &retry) == 0)
+        return 1;
+    const config_t *cfg = w->app->cfg;
+    http_refuse(resp, 429, 0, "rate limit: %s sent more than %g requests/s (burst %d) to %s; retry in %d s",
+                req->client ? req->client : req->remote ? req->remote : "-", cfg->enroll_rate, cfg->enroll_burst,
+                endpoint, retry);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry);
+    http_add_header(resp, "Retry-After", ra);
+    return 0;
+}
+
 void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
 {
     const char *p = req->path;
+    if ((under(p, "/enroll") && !enroll_rate_ok(w, req, resp, "/enroll")) ||
+        (under(p, "/scep") && !enroll_rate_ok(w, req, resp, "/scep")))
+        return;
     if (strcmp(p, "/mdm/checkin") == 0) {
         if (device_method_ok(req, resp))
             mdm_checkin_handle(w, req, resp);
@@ -52,6 +86,8 @@ void app_route(worker_t *w, const http_request_t *req, http_response_t *resp)
         admin_api_handle(w, req, resp);
     } else if (strcmp(p, "/scep") == 0 || strncmp(p, "/scep/", 6) == 0) {
         scep_http_handle(w, req, resp);
+    } else if (strcmp(p, "/enroll/ade") == 0) {
+        ade_enroll_handle(w, req, resp);
     } else if (strcmp(p, "/enroll/watch") == 0) {
         watch_http_handle(w, req, resp);
     } else if (strcmp(p, "/enroll") == 0) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <openssl/x509.h>
 
 #include "apns.h"
@@ -103,6 +104,32 @@ static char *topic_of(const char *push_cert_path)
 
 /* Loads what enrollment needs: the CA (key optional), the TLS identity that
  * signs profiles, the anchors, the push topic and the MachineInfo trust. */
+/* ADE configuration URL authentication. The nonce key is derived from the
+ * pairing key (DATA_DIR/pairing.key), so instances sharing a data directory
+ * accept each other's nonces without another key file. */
+static int load_ade_digest(const config_t *cfg, app_t *app)
+{
+    static const char label[] = "orchard ADE digest nonce key v1";
+    unsigned char key[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), app->pairing_key, sizeof app->pairing_key, (const unsigned char *)label,
+              sizeof label - 1, key, &n) ||
+        n < DIGEST_KEY_LEN) {
+        log_error("ADE authentication: cannot derive the nonce key");
+        return -1;
+    }
+    char why[512];
+    app->ade_digest = digest_auth_new(cfg->ade_auth, key, cfg->ade_auth_nonce_ttl, 0, why, sizeof why);
+    OPENSSL_cleanse(key, sizeof key);
+    if (!app->ade_digest) {
+        log_error("--ade-auth: %s", why);
+        return -1;
+    }
+    log_info("ADE configuration URL: Digest authentication on (user file %s, realm \"%s\")", cfg->ade_auth,
+             digest_auth_realm(app->ade_digest));
+    return 0;
+}
+
 static int load_enrollment(const config_t *cfg, app_t *app)
 {
     char *ca_path = util_strdup_printf("%s/ca.pem", cfg->data_dir);
@@ -162,6 +189,8 @@ static int load_enrollment(const config_t *cfg, app_t *app)
         log_error("Apple Watch pairing: cannot hash the CA certificate");
         return -1;
     }
+    if (cfg->ade_auth && load_ade_digest(cfg, app) != 0)
+        return -1;
     return 0;
 }
 
@@ -175,6 +204,7 @@ static void unload_enrollment(app_t *app)
     free((char *)app->push_topic);
     identity_verifier_free(app->machineinfo_verifier);
     OPENSSL_cleanse(app->pairing_key, sizeof app->pairing_key);
+    digest_auth_free(app->ade_digest);
 }
 
 /* Splits "a,b,c" into a NULL-terminated array of heap strings. */

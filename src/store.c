@@ -1,11 +1,12 @@
 /* Backend-independent part of the storage interface: choosing a backend from
- * a database URL, closing, and releasing the structs handed to callers. */
+ * a database URL (sqlite:PATH, a bare path, or postgres:// / postgresql://), closing, and releasing the structs handed to callers. */
 #include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "store_pg_internal.h"
 #include "util.h"
 
 /* True if `url` starts with an RFC 3986 scheme followed by "://", e.g.
@@ -36,6 +37,12 @@ store_t *store_open(const char *url, char **err)
         why = util_strdup_printf("empty database URL");
         goto out;
     }
+    if (strncasecmp(url, "postgres://", 11) == 0 || strncasecmp(url, "postgresql://", 13) == 0) {
+        /* libpq parses the URL itself (host, port, user, password, database
+         * and query parameters such as sslmode). */
+        s = store_pg_open(url, &why);
+        goto out;
+    }
     if (strncasecmp(url, "sqlite://", 9) == 0) {
         path = url + 9;
     } else if (strncasecmp(url, "sqlite:", 7) == 0) {
@@ -43,8 +50,8 @@ store_t *store_open(const char *url, char **err)
     } else {
         size_t scheme_len = url_scheme_len(url);
         if (scheme_len > 0) {
-            why = util_strdup_printf("unsupported database URL scheme \"%.*s\" (supported: sqlite:PATH); "
-                                     "PostgreSQL support is not built yet",
+            why = util_strdup_printf("unsupported database URL scheme \"%.*s\" (supported: sqlite:PATH, "
+                                     "postgres://USER:PASSWORD@HOST:PORT/DATABASE)",
                                      (int)scheme_len, url);
             goto out;
         }

@@ -597,6 +597,7 @@ struct sq_store {
     sqlite3_stmt *inactive_stmts[SQ_INACTIVE_STMTS]; /* store_sqlite_inactive.c */
     sqlite3_stmt *ddm_stmts[SQ_DDM_STMTS];           /* store_sqlite_ddm.c */
     sqlite3_stmt *watch_stmts[SQ_WATCH_STMTS];       /* store_sqlite_watch.c */
+    sqlite3_stmt *settings_stmts[SQ_SETTINGS_STMTS]; /* store_sqlite_settings.c */
     sqlite3_stmt *ade_stmts[SQ_ADE_STMTS];           /* store_sqlite_ade.c */
     sq_sync_t *sync; /* writer gate and group fsync shared with this process's other handles */
     int writing;     /* holds the writer gate */
@@ -815,6 +816,11 @@ sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql)
 sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql)
 {
     return prepare_cached(s, &s->watch_stmts[id], sql);
+}
+
+sqlite3_stmt *sq_settings_stmt(sq_store *s, int id, const char *sql)
+{
+    return prepare_cached(s, &s->settings_stmts[id], sql);
 }
 
 sqlite3_stmt *sq_ade_stmt(sq_store *s, int id, const char *sql)
@@ -1760,6 +1766,8 @@ static void sq_close(store_t *base)
         sqlite3_finalize(s->ddm_stmts[i]);
     for (int i = 0; i < SQ_WATCH_STMTS; i++)
         sqlite3_finalize(s->watch_stmts[i]);
+    for (int i = 0; i < SQ_SETTINGS_STMTS; i++)
+        sqlite3_finalize(s->settings_stmts[i]);
     for (int i = 0; i < SQ_ADE_STMTS; i++)
         sqlite3_finalize(s->ade_stmts[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
@@ -1844,6 +1852,11 @@ static const struct store_ops sqlite_ops = {
     .watch_pair_state = sq_watch_pair_state,
     .watch_pairing_get = sq_watch_pairing_get,
     .phone_watches = sq_phone_watches,
+    .enrollment_set_awaiting = sq_enrollment_set_awaiting,
+    .enrollment_awaiting = sq_enrollment_awaiting,
+    .setting_put = sq_setting_put,
+    .setting_get = sq_setting_get,
+    .setting_delete = sq_setting_delete,
     .ade_token_put = sq_ade_token_put,
     .ade_token_get = sq_ade_token_get,
     .ade_token_list = sq_ade_token_list,

@@ -13,6 +13,7 @@
 #define SQ_INACTIVE_STMTS 8
 #define SQ_DDM_STMTS 64
 #define SQ_WATCH_STMTS 16
+#define SQ_SETTINGS_STMTS 8
 #define SQ_ADE_STMTS 32
 
 /* The enrollments columns read_enrollment decodes, in order. */
@@ -43,6 +44,8 @@ sqlite3_stmt *sq_inactive_stmt(sq_store *s, int id, const char *sql);
 sqlite3_stmt *sq_ddm_stmt(sq_store *s, int id, const char *sql);
 /* Statement `id` of store_sqlite_watch.c, prepared once per handle. */
 sqlite3_stmt *sq_watch_stmt(sq_store *s, int id, const char *sql);
+/* Statement `id` of store_sqlite_settings.c, prepared once per handle. */
+sqlite3_stmt *sq_settings_stmt(sq_store *s, int id, const char *sql);
 /* Statement `id` of store_sqlite_ade.c, prepared once per handle. */
 sqlite3_stmt *sq_ade_stmt(sq_store *s, int id, const char *sql);
 /* Decodes a row of SQ_ENR_COLUMNS; -1 only when out of memory. */
@@ -109,6 +112,12 @@ int sq_watch_pair_state(store_t *s, const char *watch_udid, const char *state, i
 int sq_watch_pairing_get(store_t *s, const char *watch_udid, watch_pairing_t *out);
 int sq_phone_watches(store_t *s, const char *phone_udid, watch_pairing_cb cb, void *ctx);
 
+/* Await configuration and settings (store_sqlite_settings.c). */
+int sq_enrollment_set_awaiting(store_t *s, const char *id, int awaiting, int64_t now);
+int sq_enrollment_awaiting(store_t *s, const char *id, int *awaiting);
+int sq_setting_put(store_t *s, const char *name, const unsigned char *value, size_t len, int64_t now);
+int sq_setting_get(store_t *s, const char *name, unsigned char **value, size_t *len);
+int sq_setting_delete(store_t *s, const char *name);
 /* Automated Device Enrollment (store_sqlite_ade.c). */
 int sq_ade_token_put(store_t *s, const ade_token_t *t, int64_t now);
 int sq_ade_token_get(store_t *s, const char *name, ade_token_t *out);

@@ -11,6 +11,7 @@
 #include "ddm.h"
 #include "log.h"
 #include "plist.h"
+#include "strlist.h"
 #include "util.h"
 
 int watch_enrollment_enabled(store_t *s, const char *phone)
@@ -178,26 +179,9 @@ void watch_on_authenticate(store_t *s, const char *udid)
     watch_pairing_free(&p);
 }
 
-typedef struct {
-    char **watches;
-    size_t n, cap;
-} watch_list_t;
-
 static int collect_watch(void *ctx, const watch_pairing_t *p)
 {
-    watch_list_t *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 4;
-        char **v = realloc(l->watches, cap * sizeof *v);
-        if (!v)
-            return 1;
-        l->watches = v;
-        l->cap = cap;
-    }
-    if (!(l->watches[l->n] = strdup(p->watch_udid)))
-        return 1;
-    l->n++;
-    return 0;
+    return strlist_add(ctx, p->watch_udid) != 0;
 }
 
 void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
@@ -208,7 +192,7 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
      * must not write through the same handle. The pairing rows are not
      * rewritten: "phone_gone" is derived from the phone's CheckOut time
      * (watch_pairing_state), which the store keeps anyway. */
-    watch_list_t l = {0};
+    strlist_t l = {0};
     if (s->ops->phone_watches(s, phone, collect_watch, &l) != STORE_OK)
         log_warn("phone %s: cannot list its watches after %s: %s", phone, why, s->ops->errmsg(s));
     int64_t now = util_now();
@@ -216,16 +200,15 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
         json_t *d = json_pack("{s:s,s:s}", "phone_udid", phone, "reason", why);
         char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
-        if (s->ops->event_add(s, l.watches[i], "phone_unenrolled", detail ? detail : "{}", now) != STORE_OK)
-            log_warn("watch %s: cannot flag it after its phone %s left: %s", l.watches[i], phone,
+        if (s->ops->event_add(s, l.v[i], "phone_unenrolled", detail ? detail : "{}", now) != STORE_OK)
+            log_warn("watch %s: cannot flag it after its phone %s left: %s", l.v[i], phone,
                      s->ops->errmsg(s));
         else
-            log_info("watch %s flagged: its phone %s %s; no new pairing tokens for that phone", l.watches[i],
+            log_info("watch %s flagged: its phone %s %s; no new pairing tokens for that phone", l.v[i],
                      phone, why);
         free(detail);
-        free(l.watches[i]);
     }
-    free(l.watches);
+    strlist_free(&l);
 }
 
 void watch_on_command_acknowledged(store_t *s, const char *device_id, const char *command_uuid)

@@ -495,6 +495,48 @@ static void test_status_failures_and_items(void **state)
     sim_free(&s);
 }
 
+/* management.declarations always lists every declaration the device holds
+ * (its four arrays are required and have no removal markers), so an
+ * incremental report carrying it replaces the reported rows; a report
+ * without it leaves them alone. */
+static void test_status_declarations_replace(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_enroll(&s, "DDM-STATUS-2");
+    api_ok("PUT", "/v1/sets/st2", "{\"declarations\":[\"act-1\",\"cfg-echo\"]}");
+    api_ok("POST", "/v1/sets/st2/assignments", "{\"device\":\"DDM-STATUS-2\"}");
+    devsim_ddm_result_t res;
+    poll_ddm(&s, "DDM-STATUS-2", &res);
+    json_t *j = device_view("DDM-STATUS-2");
+    assert_int_equal(json_array_size(json_object_get(j, "reported")), 3);
+    const char *echo_token = json_string_value(json_object_get(reported(j, "cfg-echo"), "server_token"));
+    char *report = util_strdup_printf(
+        "{\"StatusItems\":{\"management\":{\"declarations\":{\"activations\":[],\"configurations\":["
+        "{\"identifier\":\"cfg-echo\",\"server-token\":\"%s\",\"active\":false,\"valid\":\"invalid\","
+        "\"reasons\":[{\"code\":\"Error.ConfigurationCannotBeApplied\"}]}],\"assets\":[],\"management\":[]}}},"
+        "\"Errors\":[]}",
+        echo_token);
+    json_decref(j);
+    /* Without management.declarations: the rows stay. */
+    assert_int_equal(send_status(&s, "{\"StatusItems\":{\"passcode\":{\"is-present\":true}},\"Errors\":[]}"), 200);
+    j = device_view("DDM-STATUS-2");
+    assert_int_equal(json_array_size(json_object_get(j, "reported")), 3);
+    json_decref(j);
+    /* With it (incremental report): exactly what the device listed. */
+    assert_int_equal(send_status(&s, report), 200);
+    free(report);
+    j = device_view("DDM-STATUS-2");
+    assert_int_equal(json_array_size(json_object_get(j, "reported")), 1);
+    assert_true(json_is_null(reported(j, "act-1")));
+    assert_true(json_is_null(reported(j, "cfg-pass")));
+    assert_false(json_is_true(json_object_get(reported(j, "cfg-echo"), "active")));
+    assert_int_equal(json_array_size(json_object_get(j, "failed")), 1);
+    json_decref(j);
+    api_ok("DELETE", "/v1/sets/st2", NULL);
+    sim_free(&s);
+}
+
 /* ---- asset data ---------------------------------------------------------------------- */
 
 static char *key_pem(EVP_PKEY *key)
@@ -952,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_converge_update_remove),
         cmocka_unit_test(test_all_group_and_user_channel),
         cmocka_unit_test(test_status_failures_and_items),
+        cmocka_unit_test(test_status_declarations_replace),
         cmocka_unit_test(test_asset_data),
         cmocka_unit_test(test_bad_declarations),
         cmocka_unit_test(test_bad_device_requests),

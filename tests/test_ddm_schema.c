@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "ddm_schema.h"
+#include "ddm_schema_rules.h"
 #include "util.h"
 
 #define REFERENCE_DIR "../shared/reference"
@@ -260,6 +262,173 @@ static void test_rangelist(void **state)
                    "Payload.Authentication.Type: 'Basic' is not an allowed value");
     assert_valid("com.apple.asset.credential.certificate",
                  "{\"Reference\": {\"DataURL\": \"https://x/a\"}, \"Authentication\": {\"Type\": \"None\"}}");
+}
+
+/* ---- range, format, repetition ----------------------------------------------------- */
+
+static void test_range(void **state)
+{
+    (void)state;
+    const char *passcode = "com.apple.configuration.passcode.settings";
+    assert_invalid(passcode, "{\"MinimumLength\": 500}", "Payload.MinimumLength must be between 0 and 16 (got 500)");
+    assert_invalid(passcode, "{\"MinimumLength\": 17}", "Payload.MinimumLength must be between 0 and 16 (got 17)");
+    assert_invalid(passcode, "{\"MinimumLength\": -1}", "Payload.MinimumLength must be between 0 and 16 (got -1)");
+    assert_invalid(passcode, "{\"MaximumFailedAttempts\": 1}",
+                   "Payload.MaximumFailedAttempts must be between 2 and 11 (got 1)");
+    assert_invalid(passcode, "{\"MinimumLength\": 9223372036854775807}",
+                   "Payload.MinimumLength must be between 0 and 16 (got 9223372036854775807)");
+    /* The bounds themselves are allowed. */
+    assert_valid(passcode, "{\"MinimumLength\": 0}");
+    assert_valid(passcode, "{\"MinimumLength\": 16}");
+    assert_valid(passcode, "{\"MaximumFailedAttempts\": 2, \"MaximumPasscodeAgeInDays\": 730}");
+    assert_valid(passcode, "{\"MaximumFailedAttempts\": 11, \"PasscodeReuseLimit\": 1}");
+    /* An integer key takes no real, in range or not: the type is checked first. */
+    assert_invalid(passcode, "{\"MinimumLength\": 6.5}", "Payload.MinimumLength must be an integer");
+    assert_invalid(passcode, "{\"MinimumLength\": 500.0}", "Payload.MinimumLength must be an integer");
+    /* A range below the top level. */
+    const char *updates = "com.apple.configuration.softwareupdate.settings";
+    assert_invalid(updates, "{\"Deferrals\": {\"MajorPeriodInDays\": 91}}",
+                   "Payload.Deferrals.MajorPeriodInDays must be between 1 and 90 (got 91)");
+    assert_invalid(updates, "{\"Deferrals\": {\"MinorPeriodInDays\": 0}}",
+                   "Payload.Deferrals.MinorPeriodInDays must be between 1 and 90 (got 0)");
+    assert_valid(updates, "{\"Deferrals\": {\"MajorPeriodInDays\": 90, \"MinorPeriodInDays\": 1}}");
+}
+
+/* ddm_schema_rules_check on one value; returns its result, err in r->err. */
+static int rules(const ds_key_t *k, const char *json, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(json, JSON_DECODE_ANY, &jerr);
+    if (!v)
+        fail_msg("test JSON does not parse: %s: %s", jerr.text, json);
+    err[0] = '\0';
+    int rc = ddm_schema_rules_check(k, v, "Payload.X", err, errlen);
+    json_decref(v);
+    return rc;
+}
+
+static void assert_rules_hold(const ds_key_t *k, const char *json)
+{
+    char err[256];
+    if (rules(k, json, err, sizeof err) != 0)
+        fail_msg("%s refused: %s", json, err);
+}
+
+static void assert_rules_fail(const ds_key_t *k, const char *json, const char *message)
+{
+    char err[256];
+    assert_int_equal(rules(k, json, err, sizeof err), -1);
+    assert_string_equal(err, message);
+}
+
+/* One-sided ranges, and a real key, which takes JSON integers and reals alike. */
+static void test_range_one_sided_and_real(void **state)
+{
+    (void)state;
+    const ds_key_t at_least = {.name = "X", .type = DS_INTEGER, .has_min = 1, .min = 1};
+    assert_rules_fail(&at_least, "0", "Payload.X must be at least 1 (got 0)");
+    assert_rules_hold(&at_least, "1");
+    assert_rules_hold(&at_least, "9223372036854775807");
+    const ds_key_t at_most = {.name = "X", .type = DS_REAL, .has_max = 1, .max = 2.5};
+    assert_rules_fail(&at_most, "2.75", "Payload.X must be at most 2.5 (got 2.75)");
+    assert_rules_fail(&at_most, "3", "Payload.X must be at most 2.5 (got 3)");
+    assert_rules_hold(&at_most, "2.5");
+    assert_rules_hold(&at_most, "2");
+    assert_rules_hold(&at_most, "-1e300");
+    const ds_key_t none = {.name = "X", .type = DS_INTEGER};
+    assert_rules_hold(&none, "-9223372036854775807");
+}
+
+/* Formats as the generator emits them: Apple's, anchored as a whole. */
+static void test_format(void **state)
+{
+    (void)state;
+    const ds_key_t digits = {.name = "X", .type = DS_STRING, .format = "^(^[0-9]{6}$)$"};
+    assert_rules_hold(&digits, "\"123456\"");
+    assert_rules_fail(&digits, "\"12345\"", "Payload.X does not match the format ^(^[0-9]{6}$)$ (got '12345')");
+    assert_rules_fail(&digits, "\"1234567\"", "Payload.X does not match the format ^(^[0-9]{6}$)$ (got '1234567')");
+    assert_rules_fail(&digits, "\"12345a\"", "Payload.X does not match the format ^(^[0-9]{6}$)$ (got '12345a')");
+    /* An embedded NUL does not hide what follows it (payloads are parsed
+     * without JSON_ALLOW_NUL today; this keeps the check safe regardless). */
+    char err[256];
+    json_t *nul = json_stringn("123456\0x", 8);
+    assert_int_equal(ddm_schema_rules_check(&digits, nul, "Payload.X", err, sizeof err), -1);
+    assert_string_equal(err, "Payload.X does not match the format ^(^[0-9]{6}$)$ (got '123456')");
+    json_decref(nul);
+    /* Apple's alternation means the whole value is one or the other. */
+    const ds_key_t team = {.name = "X", .type = DS_STRING, .format = "^(^([0-9A-Za-z]{6})|([0-9A-Za-z]{9})$)$"};
+    assert_rules_hold(&team, "\"ABC123\"");
+    assert_rules_hold(&team, "\"ABCDE1234\"");
+    assert_rules_fail(&team, "\"ABC123x\"",
+                      "Payload.X does not match the format ^(^([0-9A-Za-z]{6})|([0-9A-Za-z]{9})$)$ (got 'ABC123x')");
+    assert_rules_fail(&team, "\"xABCDE1234\"",
+                      "Payload.X does not match the format ^(^([0-9A-Za-z]{6})|([0-9A-Za-z]{9})$)$ (got 'xABCDE1234')");
+    /* Arrays of strings: the item spec carries the format. */
+    const ds_key_t url_item = {.name = "XItem", .type = DS_STRING, .format = "^(^https://.*$)$"};
+    const ds_key_t urls = {.name = "X", .type = DS_ARRAY, .sub = &url_item, .nsub = 1};
+    json_t *v = json_pack("[ss]", "https://a.example", "http://b.example");
+    assert_int_equal(ddm_schema_rules_check(&url_item, json_array_get(v, 0), "Payload.X[0]", err, sizeof err), 0);
+    assert_int_equal(ddm_schema_rules_check(&url_item, json_array_get(v, 1), "Payload.X[1]", err, sizeof err), -1);
+    assert_string_equal(err, "Payload.X[1] does not match the format ^(^https://.*$)$ (got 'http://b.example')");
+    assert_int_equal(ddm_schema_rules_check(&urls, v, "Payload.X", err, sizeof err), 0); /* items are the walker's */
+    json_decref(v);
+}
+
+static void test_repetition(void **state)
+{
+    (void)state;
+    const ds_key_t pair_item = {.name = "XItem", .type = DS_STRING, .rep_min = 2, .rep_max = 2};
+    const ds_key_t pair = {.name = "X", .type = DS_ARRAY, .sub = &pair_item, .nsub = 1};
+    assert_rules_fail(&pair, "[\"2.5.4.3\"]", "Payload.X must have exactly 2 items (got 1)");
+    assert_rules_fail(&pair, "[\"a\", \"b\", \"c\"]", "Payload.X must have exactly 2 items (got 3)");
+    assert_rules_hold(&pair, "[\"2.5.4.3\", \"name\"]");
+    const ds_key_t some_item = {.name = "XItem", .type = DS_STRING, .rep_min = 1, .rep_max = 3};
+    const ds_key_t some = {.name = "X", .type = DS_ARRAY, .sub = &some_item, .nsub = 1};
+    assert_rules_fail(&some, "[]", "Payload.X must have at least 1 item (got 0)");
+    assert_rules_fail(&some, "[1, 2, 3, 4]", "Payload.X must have at most 3 items (got 4)");
+    assert_rules_hold(&some, "[1]");
+    assert_rules_hold(&some, "[1, 2, 3]");
+    const ds_key_t open_item = {.name = "XItem", .type = DS_STRING, .rep_min = 2};
+    const ds_key_t open = {.name = "X", .type = DS_ARRAY, .sub = &open_item, .nsub = 1};
+    assert_rules_fail(&open, "[1]", "Payload.X must have at least 2 items (got 1)");
+    assert_rules_hold(&open, "[1, 2, 3, 4, 5, 6, 7, 8, 9]");
+    const ds_key_t capped_item = {.name = "XItem", .type = DS_STRING, .rep_max = 1};
+    const ds_key_t capped = {.name = "X", .type = DS_ARRAY, .sub = &capped_item, .nsub = 1};
+    assert_rules_fail(&capped, "[1, 2]", "Payload.X must have at most 1 item (got 2)");
+    assert_rules_hold(&capped, "[]");
+}
+
+/* Workers validate concurrently: many threads meeting a format for the first
+ * time at once compile it once and all judge right. */
+#define FORMAT_THREADS 8
+
+static void *format_worker(void *arg)
+{
+    const ds_key_t *k = arg;
+    json_t *good = json_string("AB12CD"), *bad = json_string("AB12C");
+    char err[256];
+    intptr_t wrong = 0;
+    for (int i = 0; i < 200; i++) {
+        wrong += ddm_schema_rules_check(k, good, "Payload.X", err, sizeof err) != 0;
+        wrong += ddm_schema_rules_check(k, bad, "Payload.X", err, sizeof err) != -1;
+    }
+    json_decref(good);
+    json_decref(bad);
+    return (void *)wrong;
+}
+
+static void test_format_concurrent_first_use(void **state)
+{
+    (void)state;
+    const ds_key_t k = {.name = "X", .type = DS_STRING, .format = "^(^[0-9A-Z]{6}$)$"};
+    pthread_t threads[FORMAT_THREADS];
+    for (int i = 0; i < FORMAT_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, format_worker, (void *)&k), 0);
+    for (int i = 0; i < FORMAT_THREADS; i++) {
+        void *wrong = NULL;
+        assert_int_equal(pthread_join(threads[i], &wrong), 0);
+        assert_int_equal((intptr_t)wrong, 0);
+    }
 }
 
 static void test_non_object_payload(void **state)
@@ -534,6 +703,11 @@ int main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_rangelist),
+        cmocka_unit_test(test_range),
+        cmocka_unit_test(test_range_one_sided_and_real),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_repetition),
+        cmocka_unit_test(test_format_concurrent_first_use),
         cmocka_unit_test(test_non_object_payload),
         cmocka_unit_test(test_refused_payload_reports_no_refs),
         cmocka_unit_test(test_many_references_linear),

@@ -998,6 +998,8 @@ static void test_migration_from_schema_4(void **state)
     assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
     char *err = NULL;
     int rc = sqlite3_exec(db,
+                          "DROP TABLE settings; DROP TABLE ade_profiles; DROP TABLE ade_devices; DROP TABLE ade_tokens;"
+                          "ALTER TABLE enrollments DROP COLUMN awaiting_configuration;"
                           "DROP TABLE watch_pairings; DROP TABLE pairing_tokens; DROP TABLE asset_data;"
                           "DROP TABLE ddm_decl_status; DROP TABLE ddm_status_items; DROP TABLE ddm_state;"
                           "DROP TABLE group_members; DROP TABLE set_assignments; DROP TABLE set_members;"
@@ -1029,7 +1031,8 @@ static void test_migration_from_schema_4(void **state)
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(check, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 5);
+    /* Migrated past 5 to whatever the binary's latest schema is. */
+    assert_true(sqlite3_column_int(st, 0) >= 5);
     sqlite3_finalize(st);
     sqlite3_close(check);
 }

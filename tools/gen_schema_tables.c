@@ -13,12 +13,23 @@
  *   mdm/profiles/NAME.yaml          PayloadType + watchOS support (TopLevel and
  *       CommonPayloadKeys are the profile envelope, not payload types)
  *
+ * Value rules: range (on <integer>/<real> keys), format (on <string> keys,
+ * emitted anchored as "^(FORMAT)$": Apple means the whole value, and
+ * "^([0-9A-Za-z]{6})|([0-9A-Za-z]{9})$" only says six or nine characters
+ * when grouped so) and repetition (on an array's item spec: the array's
+ * length) are copied into ds_key_t. A rule on a key it cannot apply to is an
+ * error, so a new use of one gets looked at. A format POSIX extended regexes
+ * cannot compile is emitted as NULL with a comment naming it (none in the
+ * declarations of this release; the formats Apple uses elsewhere, in
+ * mdm/profiles, all compile).
+ *
  * The output depends only on the files' contents (directories are read in
  * sorted order), so regenerating from the same release gives the same bytes;
  * tests/test_ddm_schema.c checks that the checked-in table is current.
  * `make schema-tables` runs this on $(APPLE_SCHEMAS).
  */
 #include <dirent.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,9 +287,59 @@ static int assettypes_id(gen_t *g, const schema_key_t *k)
     return id;
 }
 
+static int is_number_type(const char *t)
+{
+    return strcmp(t, "integer") == 0 || strcmp(t, "real") == 0;
+}
+
+/* k's format as the regex ds_key_t carries: anchored as a whole. *usable is
+ * 0 if POSIX extended regexes cannot compile it (then it is not checked). */
+static char *anchored_format(gen_t *g, const schema_key_t *k, int *usable)
+{
+    *usable = 0;
+    char *regex = util_strdup_printf("^(%s)$", k->format);
+    if (!regex) {
+        fail(g, "out of memory");
+        return NULL;
+    }
+    regex_t re;
+    if (regcomp(&re, regex, REG_EXTENDED | REG_NOSUB) == 0) {
+        regfree(&re);
+        *usable = 1;
+    }
+    return regex;
+}
+
+/* The range, format and repetition fields of k's ds_key_t initializer.
+ * `item` says k is an array's item spec, where repetition belongs. */
+static void put_rules(gen_t *g, const schema_key_t *k, int item, const char *decl)
+{
+    if ((k->has_min || k->has_max) && !is_number_type(k->type))
+        fail(g, "%s: key %s has a range but type <%s>", decl, k->name, k->type);
+    if (k->format && strcmp(k->type, "string") != 0)
+        fail(g, "%s: key %s has a format but type <%s>", decl, k->name, k->type);
+    if ((k->rep_min >= 0 || k->rep_max >= 0) && !item)
+        fail(g, "%s: key %s has a repetition but is not an array's item", decl, k->name);
+    /* ds_key_t reads 0 as "no bound"; a maximum of 0 (only empty arrays) has
+     * no meaning for a setting and cannot be said that way. */
+    if (k->rep_max == 0 || (k->rep_max > 0 && k->rep_min > k->rep_max))
+        fail(g, "%s: key %s has repetition %d..%d", decl, k->name, k->rep_min, k->rep_max);
+    fprintf(g->out, ", %d, %d, %.17g, %.17g, ", k->has_min, k->has_max, k->has_min ? k->min : 0.0,
+            k->has_max ? k->max : 0.0);
+    int usable = 0;
+    char *regex = k->format ? anchored_format(g, k, &usable) : NULL;
+    if (usable)
+        put_literal(g->out, regex);
+    else
+        fputs("NULL", g->out);
+    free(regex);
+    fprintf(g->out, ", %d, %d", k->rep_min > 0 ? k->rep_min : 0, k->rep_max > 0 ? k->rep_max : 0);
+}
+
 /* Emits the key array for keys (children first, so every array is defined
- * before it is referenced) and returns its symbol number. */
-static int emit_keys(gen_t *g, const schema_key_t *keys, size_t n, const char *decl, int top)
+ * before it is referenced) and returns its symbol number. `item`: keys is
+ * an array's item spec. */
+static int emit_keys(gen_t *g, const schema_key_t *keys, size_t n, const char *decl, int top, int item)
 {
     int *sub = calloc(n, sizeof *sub), *range = calloc(n, sizeof *range), *assets = calloc(n, sizeof *assets);
     int *config = calloc(n, sizeof *config);
@@ -289,7 +350,7 @@ static int emit_keys(gen_t *g, const schema_key_t *keys, size_t n, const char *d
     }
     for (size_t i = 0; i < n && !g->err[0]; i++) {
         const schema_key_t *k = &keys[i];
-        sub[i] = k->nsub ? emit_keys(g, k->sub, k->nsub, decl, 0) : -1;
+        sub[i] = k->nsub ? emit_keys(g, k->sub, k->nsub, decl, 0, strcmp(k->type, "array") == 0) : -1;
         range[i] = -1;
         if (k->nrange) {
             range[i] = g->next_id++;
@@ -314,6 +375,17 @@ static int emit_keys(gen_t *g, const schema_key_t *keys, size_t n, const char *d
     fprintf(g->out, "static const ds_key_t k%d[] = {\n", id);
     for (size_t i = 0; i < n; i++) {
         const schema_key_t *k = &keys[i];
+        int usable = 1;
+        free(k->format ? anchored_format(g, k, &usable) : NULL);
+        if (!usable) {
+            fputs("    /* not checked, POSIX extended regexes cannot compile the format: ", g->out);
+            /* Inside a comment: printable only, and no comment start or end. */
+            for (const char *p = k->format; *p; p++) {
+                int delimiter = (*p == '*' && p[1] == '/') || (*p == '/' && p[1] == '*');
+                fputc(!delimiter && *p >= 0x20 && *p < 0x7f ? *p : '?', g->out);
+            }
+            fputs(" */\n", g->out);
+        }
         fputs("    {", g->out);
         put_literal(g->out, k->name);
         fprintf(g->out, ", %s, %d, ", ds_type_name(g, k->type, k->name), k->required);
@@ -327,9 +399,11 @@ static int emit_keys(gen_t *g, const schema_key_t *keys, size_t n, const char *d
             fputs("NULL, ", g->out);
         fprintf(g->out, "%d, ", config[i]);
         if (sub[i] >= 0)
-            fprintf(g->out, "k%d, %zu},\n", sub[i], k->nsub);
+            fprintf(g->out, "k%d, %zu", sub[i], k->nsub);
         else
-            fputs("NULL, 0},\n", g->out);
+            fputs("NULL, 0", g->out);
+        put_rules(g, k, item, decl);
+        fputs("},\n", g->out);
     }
     fputs("};\n", g->out);
 out:
@@ -380,7 +454,7 @@ static void emit_declarations(gen_t *g, schema_t **const *sets, const size_t *co
             fprintf(g->out, "\n/* %s */\n", s->declarationtype);
             decls[n] = (decl_t){.s = s, .kind = declaration_dirs[d].kind, .keys_id = -1};
             if (s->nkeys)
-                decls[n].keys_id = emit_keys(g, s->keys, s->nkeys, s->declarationtype, 1);
+                decls[n].keys_id = emit_keys(g, s->keys, s->nkeys, s->declarationtype, 1, 0);
             n++;
         }
     }
@@ -542,7 +616,8 @@ static int generate(gen_t *g, const char *repo)
               " * Do not edit. Regenerate: make schema-tables APPLE_SCHEMAS=<path to the schema repository>\n"
               " * (default ../shared/apple-device-management).\n"
               " *\n"
-              " * Key fields: name, type, required, rangelist, assettypes, refers_configurations, subkeys, count.\n"
+              " * Key fields: name, type, required, rangelist, assettypes, refers_configurations, subkeys, count,\n"
+              " * has_min, has_max, min, max, format, rep_min, rep_max.\n"
               " */\n"
               "#include \"ddm_schema_table.h\"\n"
               "\n"
