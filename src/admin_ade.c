@@ -777,6 +777,11 @@ int admin_ade_handle(worker_t *w, const http_request_t *req, const char *sub, ht
     http_method_t m = req->method;
     char id[128];
     HTTP_LOG(resp, log_type, "ade");
+    const struct store_ops *ops = w->store->ops;
+    if (!ops->ade_token_get || !ops->ade_token_list || !ops->ade_device_list || !ops->ade_profile_list) {
+        http_refuse(resp, 503, 1, "ADE is not available with the %s storage backend", ops->name);
+        return 1;
+    }
     if (strcmp(p, "tokens") == 0) {
         if (m == HTTP_M_GET)
             tokens_list(w, resp);

@@ -24,6 +24,7 @@ static void usage(FILE *out)
           "       orchard ade device SERIAL [--refresh]\n"
           "       orchard ade profile define FILE.json|- | list [--token T] | show UUID [--apple]\n"
           "       orchard ade profile assign|remove UUID SERIAL...\n"
+          "       orchard ade setup-commands ...   (commands for devices awaiting configuration)\n"
           "  Automated Device Enrollment: server tokens from Apple Business Manager, the devices\n"
           "  assigned to them, and enrollment profiles (see docs/ade.md).\n"
           "\ncommon options:\n"
