@@ -68,6 +68,11 @@ if [ -x "$dir/bench/watch_enroll" ]; then
     echo "== complete Apple Watch enrollments (403 + GetToken + profile) beside Idle round trips"
     "$dir/bench/watch_enroll"
 fi
+if [ -x "$dir/bench/ade_sync" ]; then
+    echo
+    echo "== ADE device sync from the DEP simulator (100,000 devices)"
+    "$dir/bench/ade_sync" 100000
+fi
 if [ -x "$dir/bench/ade_enroll" ]; then
     echo
     echo "== ADE configuration-URL enrollments (with and without Digest) beside Idle round trips"

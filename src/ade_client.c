@@ -205,17 +205,25 @@ static int perform(ade_client_t *c, const char *method, const char *url, const c
     hdrs = curl_slist_append(hdrs, "X-Server-Protocol-Version: 3");
     if (body)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json;charset=UTF8");
+    int oom = 0;
     if (auth) {
         char *l = util_strdup_printf("Authorization: %s", auth);
-        hdrs = l ? curl_slist_append(hdrs, l) : NULL;
-        free(l);
+        struct curl_slist *more = l ? curl_slist_append(hdrs, l) : NULL;
+        oom = more == NULL;
+        if (more)
+            hdrs = more;
+        if (l) {
+            OPENSSL_cleanse(l, strlen(l));
+            free(l);
+        }
     } else if (c->session) {
         snprintf(line, sizeof line, "X-ADM-Auth-Session: %s", c->session);
         hdrs = curl_slist_append(hdrs, line);
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
     OPENSSL_cleanse(line, sizeof line);
-    if (!hdrs) {
+    if (!hdrs || oom) {
+        curl_slist_free_all(hdrs);
         snprintf(neterr, neterrlen, "out of memory");
         *status = 0;
         return -1;
@@ -240,7 +248,7 @@ static int perform(ade_client_t *c, const char *method, const char *url, const c
     if (c->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     CURLcode rc = curl_easy_perform(h);
-    curl_slist_free_all(hdrs); /* holds the session: cleared by libcurl's free only */
+    curl_slist_free_all(hdrs);
     if (rc != CURLE_OK) {
         snprintf(neterr, neterrlen, "%s", a->overflow ? "answer too large" : curl_easy_strerror(rc));
         *status = 0;
@@ -250,30 +258,41 @@ static int perform(ade_client_t *c, const char *method, const char *url, const c
     return 0;
 }
 
+/* After a retryable answer of attempt `attempt`: 1 when another attempt
+ * is due (having waited Retry-After, or the doubled backoff with jitter). */
+static int retry_after_wait(ade_client_t *c, const char *what, int attempt, long status, long retry_after)
+{
+    int retryable = status == 0 || status == 429 || status >= 500;
+    if (!retryable || attempt >= c->attempts)
+        return 0;
+    long wait_ms = c->backoff_ms << (attempt - 1);
+    if (retry_after >= 0) {
+        wait_ms = retry_after * 1000;
+    } else {
+        unsigned char j = 0;
+        RAND_bytes(&j, 1);
+        wait_ms += wait_ms * j / 1024; /* up to +25 %: instances do not retry in step */
+    }
+    if (wait_ms > c->max_wait_s * 1000)
+        wait_ms = c->max_wait_s * 1000;
+    log_debug("ade: %s answered %ld (attempt %d of %d), retrying in %ld ms", what, status, attempt, c->attempts,
+              wait_ms);
+    sleep_ms(wait_ms);
+    return 1;
+}
+
 /* One exchange with retries for network failures, 429 and 5xx. On return
  * *status is the last status (0: network). */
-static void exchange(ade_client_t *c, const char *method, const char *url, const char *auth, const char *body,
-                     answer_t *a, long *status, char *neterr, size_t neterrlen)
+static void exchange(ade_client_t *c, const char *method, const char *url, const char *body, answer_t *a,
+                     long *status, char *neterr, size_t neterrlen)
 {
     for (int attempt = 1;; attempt++) {
         answer_reset(a);
-        perform(c, method, url, auth, body, a, status, neterr, neterrlen);
-        int retryable = *status == 0 || *status == 429 || *status >= 500;
-        if (!retryable || attempt >= c->attempts)
+        perform(c, method, url, NULL, body, a, status, neterr, neterrlen);
+        char what[160];
+        snprintf(what, sizeof what, "%s %s", method, url + strlen(c->base_url));
+        if (!retry_after_wait(c, what, attempt, *status, a->retry_after))
             return;
-        long wait_ms = c->backoff_ms << (attempt - 1);
-        if (a->retry_after >= 0)
-            wait_ms = a->retry_after * 1000;
-        else {
-            unsigned char j = 0;
-            RAND_bytes(&j, 1);
-            wait_ms += wait_ms * j / 1024; /* up to +25 %: instances do not retry in step */
-        }
-        if (wait_ms > c->max_wait_s * 1000)
-            wait_ms = c->max_wait_s * 1000;
-        log_debug("ade: %s %s answered %ld (attempt %d of %d), retrying in %ld ms", method, url + strlen(c->base_url),
-                  *status, attempt, c->attempts, wait_ms);
-        sleep_ms(wait_ms);
     }
 }
 
@@ -335,22 +354,29 @@ static ade_rc_t classify(const char *what, long status, const char *body, size_t
 static ade_rc_t new_session(ade_client_t *c, ade_error_t *err)
 {
     char *url = util_strdup_printf("%s/session", c->base_url);
-    char nonce[33];
-    char *auth = url && util_random_hex(nonce, 16) == 0
-                     ? ade_oauth_authorization("GET", url, c->creds.consumer_key, c->creds.consumer_secret,
-                                               c->creds.access_token, c->creds.access_secret, nonce, util_now())
-                     : NULL;
-    if (!auth) {
-        free(url);
-        set_err(err, ADE_E_INTERNAL, 0, "", "cannot sign the session request (out of memory or bad --ade-url)");
-        return err->rc;
-    }
     answer_t a = {0};
     long status = 0;
     char neterr[256] = "";
-    exchange(c, "GET", url, auth, NULL, &a, &status, neterr, sizeof neterr);
-    OPENSSL_cleanse(auth, strlen(auth));
-    free(auth);
+    /* Signed afresh for every attempt: Apple refuses a nonce seen before. */
+    for (int attempt = 1;; attempt++) {
+        char nonce[33];
+        char *auth = url && util_random_hex(nonce, 16) == 0
+                         ? ade_oauth_authorization("GET", url, c->creds.consumer_key, c->creds.consumer_secret,
+                                                   c->creds.access_token, c->creds.access_secret, nonce, util_now())
+                         : NULL;
+        if (!auth) {
+            free(url);
+            answer_reset(&a);
+            set_err(err, ADE_E_INTERNAL, 0, "", "cannot sign the session request (out of memory or bad --ade-url)");
+            return err->rc;
+        }
+        answer_reset(&a);
+        perform(c, "GET", url, auth, NULL, &a, &status, neterr, sizeof neterr);
+        OPENSSL_cleanse(auth, strlen(auth));
+        free(auth);
+        if (!retry_after_wait(c, "GET /session", attempt, status, a.retry_after))
+            break;
+    }
     free(url);
     c->sessions++;
     ade_rc_t rc = ADE_OK;
@@ -401,13 +427,11 @@ ade_rc_t ade_client_call(ade_client_t *c, const char *method, const char *path, 
     answer_t a = {0};
     long status = 0;
     char neterr[256] = "";
-    int renewed = 0;
-    if (!c->session) {
+    int renewed = 0; /* one new session per call after a 401, then the 401 stands */
+    if (!c->session)
         rc = new_session(c, err);
-        renewed = 1;
-    }
     while (rc == ADE_OK) {
-        exchange(c, method, url, NULL, text, &a, &status, neterr, sizeof neterr);
+        exchange(c, method, url, text, &a, &status, neterr, sizeof neterr);
         adopt_session(c, a.session); /* Apple rotates the session in any answer */
         if (status == 401 && !renewed) {
             /* The session expired: one new session, then the call again. */

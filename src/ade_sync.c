@@ -433,14 +433,16 @@ static int sync_from(run_t *r, const char *stored)
             free(cursor);
             cursor = strdup(next);
         }
+        int got_cursor = next != NULL;
         json_decref(page);
         /* Each sync page is durable progress. */
-        if (r->s->ops->ade_token_sync_state(r->s, r->name, next, NULL, util_now()) != STORE_OK) {
+        if (r->s->ops->ade_token_sync_state(r->s, r->name, got_cursor ? cursor : NULL, NULL, util_now()) !=
+            STORE_OK) {
             fail(r, ADE_E_INTERNAL, "recording the cursor failed: %s", r->s->ops->errmsg(r->s));
             result = -1;
             break;
         }
-        if (more && !next) {
+        if (more && !got_cursor) {
             fail(r, ADE_E_MALFORMED, "Apple's sync page says more_to_follow but has no cursor");
             result = -1;
             break;

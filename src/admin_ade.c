@@ -457,11 +457,12 @@ static void device_refresh(worker_t *w, const char *serial, http_response_t *res
             } else if (ade_device_from_json(rec, serial, token, &fresh, why, sizeof why) != 0) {
                 http_refuse(resp, 502, 1, "Apple's device details are malformed: %s", why);
             } else {
-                /* Details carry no op_type: a modification now, never older
-                 * than what sync applied. */
+                /* Details carry no op_type: a modification at the date of
+                 * the latest applied operation (Apple's clock, not ours), so
+                 * a later sync record of this device still applies. */
                 int64_t now = util_now();
                 fresh.op_type = "modified";
-                fresh.op_date = now > op_date ? now : op_date;
+                fresh.op_date = op_date;
                 if (w->store->ops->ade_devices_apply(w->store, &fresh, 1, now, NULL, NULL) != STORE_OK)
                     http_refuse(resp, 503, 1, "storage error: %s", w->store->ops->errmsg(w->store));
                 else
@@ -776,6 +777,11 @@ int admin_ade_handle(worker_t *w, const http_request_t *req, const char *sub, ht
     http_method_t m = req->method;
     char id[128];
     HTTP_LOG(resp, log_type, "ade");
+    const struct store_ops *ops = w->store->ops;
+    if (!ops->ade_token_get || !ops->ade_token_list || !ops->ade_device_list || !ops->ade_profile_list) {
+        http_refuse(resp, 503, 1, "ADE is not available with the %s storage backend", ops->name);
+        return 1;
+    }
     if (strcmp(p, "tokens") == 0) {
         if (m == HTTP_M_GET)
             tokens_list(w, resp);

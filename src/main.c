@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_ade.h"
 #include "cli_ddm.h"
 #include "cli_db.h"
 #include "cli_enroll.h"
@@ -37,6 +38,7 @@ static void usage(FILE *out)
                  "  watches    the Apple Watches enrolled through an iPhone\n"
                  "  db         database maintenance: migrate (apply schema migrations), copy (between SQLite and PostgreSQL)\n"
                  "  ade setup-commands  commands for ADE devices awaiting configuration: put, get, clear\n"
+                 "  ade        Automated Device Enrollment: server tokens, devices, profiles\n"
                  "  version    print the version\n\n"
                  "Each command has --help.\n");
 }
@@ -65,6 +67,8 @@ int main(int argc, char **argv)
         return cli_db_main(argc - 1, argv + 1);
     if (strcmp(cmd, "ade") == 0 && argc > 2 && strcmp(argv[2], "setup-commands") == 0)
         return cli_ade_setup_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "ade") == 0)
+        return cli_ade_main(argc - 1, argv + 1);
     if (strcmp(cmd, "pushcert") == 0)
         return cli_pushcert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

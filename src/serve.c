@@ -333,7 +333,9 @@ int serve_main(int argc, char **argv)
     /* ADE: the seal key for token credentials, Apple's service, and the
      * renewal warnings at start (the sync thread repeats them daily). */
     char ade_err[256];
-    if (ade_env_init(&ade, cfg.data_dir, cfg.db, cfg.public_url, ade_err, sizeof ade_err) != 0) {
+    if (!store->ops->ade_token_list || !store->ops->ade_devices_apply || !store->ops->ade_profile_put) {
+        log_warn("ADE sync disabled: the %s storage backend has no ADE tokens yet", store->ops->name);
+    } else if (ade_env_init(&ade, cfg.data_dir, cfg.db, cfg.public_url, ade_err, sizeof ade_err) != 0) {
         log_error("ADE disabled: %s", ade_err);
     } else {
         ade_ready = 1;
