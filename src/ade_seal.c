@@ -10,69 +10,16 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "keyfile.h"
 #include "util.h"
 
 #define SEAL_VERSION 1
 #define NONCE_LEN 12
 #define TAG_LEN 16
 
-static int read_key(const char *path, unsigned char key[ADE_SEAL_KEY_LEN], char *err, size_t errlen)
-{
-    size_t len = 0;
-    char *data = util_read_file(path, 4096, &len);
-    if (!data) {
-        util_set_err(err, errlen, "cannot read the ADE key %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int rc = -1;
-    if (len == ADE_SEAL_KEY_LEN) {
-        memcpy(key, data, ADE_SEAL_KEY_LEN);
-        rc = 0;
-    } else {
-        util_set_err(err, errlen, "the ADE key %s must be exactly %d bytes (it has %zu); not replacing it", path,
-                     ADE_SEAL_KEY_LEN, len);
-    }
-    OPENSSL_cleanse(data, len);
-    free(data);
-    return rc;
-}
-
 int ade_seal_key_load(const char *data_dir, unsigned char key[ADE_SEAL_KEY_LEN], char *err, size_t errlen)
 {
-    char *path = util_strdup_printf("%s/%s", data_dir, ADE_SEAL_KEY_FILE);
-    char *tmp = util_strdup_printf("%s/%s.new.%ld", data_dir, ADE_SEAL_KEY_FILE, (long)getpid());
-    int rc = -1;
-    if (!path || !tmp) {
-        util_set_err(err, errlen, "out of memory");
-        goto out;
-    }
-    if (access(path, F_OK) == 0) {
-        rc = read_key(path, key, err, errlen);
-        goto out;
-    }
-    unsigned char fresh[ADE_SEAL_KEY_LEN];
-    if (RAND_bytes(fresh, sizeof fresh) != 1) {
-        util_set_err(err, errlen, "no randomness for the ADE key");
-        goto out;
-    }
-    /* link() rather than rename(): when another instance created the key
-     * meanwhile, its key wins and what it sealed stays readable. */
-    int wrote = util_write_file(tmp, fresh, sizeof fresh, 0600) == 0;
-    if (wrote && link(tmp, path) == 0) {
-        memcpy(key, fresh, sizeof fresh);
-        rc = 0;
-    } else if (wrote && errno == EEXIST) {
-        rc = read_key(path, key, err, errlen);
-    } else {
-        util_set_err(err, errlen, "cannot create the ADE key %s: %s", path, strerror(errno));
-    }
-    if (wrote)
-        unlink(tmp);
-    OPENSSL_cleanse(fresh, sizeof fresh);
-out:
-    free(path);
-    free(tmp);
-    return rc;
+    return keyfile_load_or_create(data_dir, ADE_SEAL_KEY_FILE, "ADE key", key, ADE_SEAL_KEY_LEN, err, errlen);
 }
 
 unsigned char *ade_seal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, const void *plain, size_t len,

@@ -27,6 +27,24 @@ static void storage_failed(worker_t *w, http_response_t *resp)
     http_refuse(resp, 503, 0, "storage error: %s", w->store->ops->errmsg(w->store));
 }
 
+void mdm_authenticate_fields(const mdm_message_t *m, enrollment_t *e)
+{
+    memset(e, 0, sizeof *e);
+    e->id = e->device_id = (char *)m->device_id;
+    e->udid = (char *)m->udid;
+    e->channel = "device";
+    e->topic = (char *)m->topic;
+    e->serial_number = (char *)plist_dict_get_string(m->root, "SerialNumber");
+    e->model = (char *)plist_dict_get_string(m->root, "Model");
+    e->model_name = (char *)plist_dict_get_string(m->root, "ModelName");
+    e->product_name = (char *)plist_dict_get_string(m->root, "ProductName");
+    e->os_version = (char *)plist_dict_get_string(m->root, "OSVersion");
+    e->build_version = (char *)plist_dict_get_string(m->root, "BuildVersion");
+    e->device_name = (char *)plist_dict_get_string(m->root, "DeviceName");
+    e->imei = (char *)plist_dict_get_string(m->root, "IMEI");
+    e->meid = (char *)plist_dict_get_string(m->root, "MEID");
+}
+
 static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_message_t *m,
                                  const mdm_identity_t *ident, http_response_t *resp)
 {
@@ -86,20 +104,7 @@ static void checkin_authenticate(worker_t *w, const http_request_t *req, mdm_mes
         }
     }
     enrollment_t e;
-    memset(&e, 0, sizeof e);
-    e.id = e.device_id = m->device_id;
-    e.udid = (char *)m->udid;
-    e.channel = "device";
-    e.topic = (char *)m->topic;
-    e.serial_number = (char *)plist_dict_get_string(m->root, "SerialNumber");
-    e.model = (char *)plist_dict_get_string(m->root, "Model");
-    e.model_name = (char *)plist_dict_get_string(m->root, "ModelName");
-    e.product_name = (char *)plist_dict_get_string(m->root, "ProductName");
-    e.os_version = (char *)plist_dict_get_string(m->root, "OSVersion");
-    e.build_version = (char *)plist_dict_get_string(m->root, "BuildVersion");
-    e.device_name = (char *)plist_dict_get_string(m->root, "DeviceName");
-    e.imei = (char *)plist_dict_get_string(m->root, "IMEI");
-    e.meid = (char *)plist_dict_get_string(m->root, "MEID");
+    mdm_authenticate_fields(m, &e);
     e.cert_sha256 = (char *)ident->sha256;
     if (s->ops->authenticate(s, &e, util_now()) != STORE_OK) {
         storage_failed(w, resp);
@@ -198,13 +203,13 @@ static void checkin_checkout(worker_t *w, const http_request_t *req, mdm_message
 
 /* The message types orchard handles and the keys each must carry, beyond the
  * envelope checked by mdm_message_parse. Later features add rows here. */
-static const mdm_key_spec_t authenticate_keys[] = {
+const mdm_key_spec_t mdm_authenticate_keys[] = {
     {"Topic", PLIST_STRING, 1},        {"SerialNumber", PLIST_STRING, 0}, {"Model", PLIST_STRING, 0},
     {"ModelName", PLIST_STRING, 0},    {"ProductName", PLIST_STRING, 0},  {"OSVersion", PLIST_STRING, 0},
     {"BuildVersion", PLIST_STRING, 0}, {"DeviceName", PLIST_STRING, 0},   {"IMEI", PLIST_STRING, 0},
     {"MEID", PLIST_STRING, 0},
 };
-static const mdm_key_spec_t token_update_keys[] = {
+const mdm_key_spec_t mdm_token_update_keys[] = {
     {"Topic", PLIST_STRING, 1},
     {"Token", PLIST_DATA, 1},
     {"PushMagic", PLIST_STRING, 1},
@@ -229,8 +234,8 @@ static const struct {
     const mdm_key_spec_t *keys;
     size_t nkeys;
 } checkin_types[] = {
-    {"Authenticate", checkin_authenticate, authenticate_keys, sizeof authenticate_keys / sizeof authenticate_keys[0]},
-    {"TokenUpdate", checkin_token_update, token_update_keys, sizeof token_update_keys / sizeof token_update_keys[0]},
+    {"Authenticate", checkin_authenticate, mdm_authenticate_keys, MDM_AUTHENTICATE_NKEYS},
+    {"TokenUpdate", checkin_token_update, mdm_token_update_keys, MDM_TOKEN_UPDATE_NKEYS},
     {"CheckOut", checkin_checkout, checkout_keys, sizeof checkout_keys / sizeof checkout_keys[0]},
     {"DeclarativeManagement", mdm_checkin_declarative_management, declarative_management_keys,
      sizeof declarative_management_keys / sizeof declarative_management_keys[0]},

@@ -16,4 +16,16 @@ void mdm_checkin_declarative_management(worker_t *w, const http_request_t *req, 
 void mdm_checkin_get_token(worker_t *w, const http_request_t *req, mdm_message_t *m, const mdm_identity_t *ident,
                            http_response_t *resp);
 
+/* The keys Authenticate and TokenUpdate must carry beyond the envelope
+ * (shared with the NanoMDM migration endpoint, which takes the same
+ * messages). */
+#define MDM_AUTHENTICATE_NKEYS 10
+#define MDM_TOKEN_UPDATE_NKEYS 5
+extern const mdm_key_spec_t mdm_authenticate_keys[MDM_AUTHENTICATE_NKEYS];
+extern const mdm_key_spec_t mdm_token_update_keys[MDM_TOKEN_UPDATE_NKEYS];
+
+/* An Authenticate message's device fields as a device-channel enrollment
+ * (strings borrowed from m; cert_sha256 left NULL for the caller). */
+void mdm_authenticate_fields(const mdm_message_t *m, enrollment_t *e);
+
 #endif

@@ -20,21 +20,9 @@
 
 #include "app.h"
 #include "log.h"
+#include "mdm_checkin.h"
 #include "mdm_message.h"
 #include "util.h"
-
-static const mdm_key_spec_t authenticate_keys[] = {
-    {"Topic", PLIST_STRING, 1},        {"SerialNumber", PLIST_STRING, 0}, {"Model", PLIST_STRING, 0},
-    {"ModelName", PLIST_STRING, 0},    {"ProductName", PLIST_STRING, 0},  {"OSVersion", PLIST_STRING, 0},
-    {"BuildVersion", PLIST_STRING, 0}, {"DeviceName", PLIST_STRING, 0},   {"IMEI", PLIST_STRING, 0},
-    {"MEID", PLIST_STRING, 0},
-};
-static const mdm_key_spec_t token_update_keys[] = {
-    {"Topic", PLIST_STRING, 1},
-    {"Token", PLIST_DATA, 1},
-    {"PushMagic", PLIST_STRING, 1},
-    {"UnlockToken", PLIST_DATA, 0},
-};
 
 static int migrate_authenticate(worker_t *w, mdm_message_t *m, http_response_t *resp)
 {
@@ -44,20 +32,7 @@ static int migrate_authenticate(worker_t *w, mdm_message_t *m, http_response_t *
         return -1;
     }
     enrollment_t e;
-    memset(&e, 0, sizeof e);
-    e.id = e.device_id = m->device_id;
-    e.udid = (char *)m->udid;
-    e.channel = "device";
-    e.topic = (char *)m->topic;
-    e.serial_number = (char *)plist_dict_get_string(m->root, "SerialNumber");
-    e.model = (char *)plist_dict_get_string(m->root, "Model");
-    e.model_name = (char *)plist_dict_get_string(m->root, "ModelName");
-    e.product_name = (char *)plist_dict_get_string(m->root, "ProductName");
-    e.os_version = (char *)plist_dict_get_string(m->root, "OSVersion");
-    e.build_version = (char *)plist_dict_get_string(m->root, "BuildVersion");
-    e.device_name = (char *)plist_dict_get_string(m->root, "DeviceName");
-    e.imei = (char *)plist_dict_get_string(m->root, "IMEI");
-    e.meid = (char *)plist_dict_get_string(m->root, "MEID");
+    mdm_authenticate_fields(m, &e);
     e.cert_sha256 = NULL; /* no certificate: kept if one is bound, else bound at first contact */
     if (s->ops->authenticate(s, &e, util_now()) != STORE_OK) {
         http_refuse(resp, 503, 0, "migration: storage error: %s", s->ops->errmsg(s));
@@ -118,10 +93,8 @@ void migration_http_handle(worker_t *w, const http_request_t *req, http_response
         goto out;
     }
     HTTP_LOG(resp, log_type, is_auth ? "migration Authenticate" : "migration TokenUpdate");
-    if (mdm_check_keys(m.root, is_auth ? authenticate_keys : token_update_keys,
-                       is_auth ? sizeof authenticate_keys / sizeof authenticate_keys[0]
-                               : sizeof token_update_keys / sizeof token_update_keys[0],
-                       why, sizeof why) != 0) {
+    if (mdm_check_keys(m.root, is_auth ? mdm_authenticate_keys : mdm_token_update_keys,
+                       is_auth ? MDM_AUTHENTICATE_NKEYS : MDM_TOKEN_UPDATE_NKEYS, why, sizeof why) != 0) {
         http_refuse(resp, 400, 1, "migration %s: %s", type, why);
         goto out;
     }

@@ -16,68 +16,14 @@
 #include <openssl/rand.h>
 
 #include "pki.h"
+#include "keyfile.h"
 #include "util.h"
 
 /* ---- key file ------------------------------------------------------------------ */
 
-static int read_key(const char *path, unsigned char key[PAIRING_KEY_LEN], char *err, size_t errlen)
-{
-    size_t len = 0;
-    char *data = util_read_file(path, 4096, &len);
-    if (!data) {
-        util_set_err(err, errlen, "cannot read the pairing key %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int ok = len == PAIRING_KEY_LEN;
-    if (ok)
-        memcpy(key, data, PAIRING_KEY_LEN);
-    OPENSSL_cleanse(data, len);
-    free(data);
-    if (!ok) {
-        util_set_err(err, errlen, "the pairing key %s must be exactly %d bytes (it has %zu); not replacing it", path,
-                     PAIRING_KEY_LEN, len);
-        return -1;
-    }
-    return 0;
-}
-
 int pairing_key_load(const char *data_dir, unsigned char key[PAIRING_KEY_LEN], char *err, size_t errlen)
 {
-    char *path = util_strdup_printf("%s/%s", data_dir, PAIRING_KEY_FILE);
-    char *tmp = util_strdup_printf("%s/%s.new.%ld", data_dir, PAIRING_KEY_FILE, (long)getpid());
-    int rc = -1;
-    if (!path || !tmp) {
-        util_set_err(err, errlen, "out of memory");
-        goto out;
-    }
-    if (access(path, F_OK) == 0) {
-        rc = read_key(path, key, err, errlen);
-        goto out;
-    }
-    unsigned char fresh[PAIRING_KEY_LEN];
-    if (RAND_bytes(fresh, sizeof fresh) != 1) {
-        util_set_err(err, errlen, "no randomness for the pairing key");
-        goto out;
-    }
-    /* Temporary file, then link(): link fails with EEXIST when another
-     * instance created the key meanwhile, and then its key wins. A rename
-     * would silently replace it, and tokens it issued would stop verifying. */
-    int wrote = util_write_file(tmp, fresh, sizeof fresh, 0600) == 0;
-    if (wrote && link(tmp, path) == 0) {
-        memcpy(key, fresh, sizeof fresh);
-        rc = 0;
-    } else if (wrote && errno == EEXIST) {
-        rc = read_key(path, key, err, errlen);
-    } else {
-        util_set_err(err, errlen, "cannot create the pairing key %s: %s", path, strerror(errno));
-    }
-    if (wrote)
-        unlink(tmp);
-    OPENSSL_cleanse(fresh, sizeof fresh);
-out:
-    free(path);
-    free(tmp);
-    return rc;
+    return keyfile_load_or_create(data_dir, PAIRING_KEY_FILE, "pairing key", key, PAIRING_KEY_LEN, err, errlen);
 }
 
 int pairing_org_id(X509 *ca_cert, char out[65])
