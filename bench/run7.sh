@@ -82,7 +82,7 @@ section scale_sqlite "next-command latency, $scale_n enrollments x 10 pending co
 
 # ---- the table ------------------------------------------------------------
 # Field $col of the line starting with $word in section $name ("?" if none).
-field() { awk -v w="$2" -v c="$3" '$1 == w { v = $c } END { print (v == "" ? "?" : v) }' "$out/$1"; }
+field() { awk -v w="$2" -v c="$3" '$1 == w && NF == 6 { v = $c } END { print (v == "" ? "?" : v) }' "$out/$1"; }
 rate() { awk '/^store/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) " s, " $(i + 1) "/s" }' "$out/$1"; }
 http() { awk '/^http   PUT/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) " s, " $(i + 1) "/s" }' "$out/$1"; }
 scale() { awk -v c="$2" '$1 ~ /^[0-9]+$/ && NF == 5 { v = $c } END { print (v == "" ? "?" : v) }' "$out/$1"; }
