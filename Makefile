@@ -141,6 +141,8 @@ $(REL_DIR)/bench/%: $(REL_DIR)/bench/%.o $(REL_SUP_OBJ) $(REL_LIB_OBJ)
 bench: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC))
 	@sh bench/run.sh $(REL_DIR)
 
+bench7: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC)); @sh bench/run7.sh $(REL_DIR)
+
 # ---- fuzzing (clang + libFuzzer) ------------------------------------------
 fuzz:
 	@sh fuzz/run.sh $(FUZZ_SECONDS)
