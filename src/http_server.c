@@ -797,6 +797,12 @@ static void worker_teardown(worker_thread_t *wt)
 {
     if (wt->http)
         evhttp_free(wt->http);
+    /* A connection that was closing when the loop stopped may have its
+     * bufferevent (and SSL) free deferred to the next loop iteration: run
+     * the loop once more without blocking so nothing is left behind. */
+    if (wt->base)
+        for (int i = 0; i < 3; i++)
+            event_base_loop(wt->base, EVLOOP_NONBLOCK);
     if (wt->stop_ev)
         event_free(wt->stop_ev);
     if (wt->sweep_ev)
