@@ -182,10 +182,12 @@ static int enroll_one(client_t *c, int n)
     size_t len = 0;
     unsigned char *mi = machineinfo(c, udid, serial, &len);
     reply_t r;
+    memset(&r, 0, sizeof r);
     int ok = mi && post(c->target, mi, len, NULL, &r) == 0;
     if (ok && c->digest) {
         char *auth = r.status == 401 ? authorization(r.challenge) : NULL;
         free(r.body);
+        r.body = NULL;
         ok = auth && post(c->target, mi, len, auth, &r) == 0;
         free(auth);
     }
@@ -299,9 +301,11 @@ int main(int argc, char **argv)
         return 1;
     fprintf(f, "bench:%s:%s\n", REALM, ha1);
     fclose(f);
-    const char *args[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--log-level", "warn", NULL};
-    const char *args_auth[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--log-level",
-                               "warn",         "--ade-auth", users, NULL};
+    /* Every enrollment comes from one client address: no per-address limit. */
+    const char *args[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--log-level", "warn",
+                          "--enroll-rate", "0", NULL};
+    const char *args_auth[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--log-level", "warn",
+                               "--ade-auth", users, "--enroll-rate", "0", NULL};
     if (testserver_start(&srv, args) != 0 || testserver_start(&srv_auth, args_auth) != 0)
         return 1;
     int rc = 0;
