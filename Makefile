@@ -38,7 +38,7 @@ FUZZ_SECONDS ?= 60
 
 .SECONDARY:
 
-.PHONY: all run test test-only bench fuzz valgrind valgrind-only deps test-deps clean schema-tables
+.PHONY: all run test test-only bench bench-features fuzz valgrind valgrind-only deps test-deps clean schema-tables
 
 all: $(REL_DIR)/orchard
 
@@ -142,6 +142,7 @@ bench: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BE
 	@sh bench/run.sh $(REL_DIR)
 
 bench7: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC)); @sh bench/run7.sh $(REL_DIR)
+bench-features: test-deps $(REL_DIR)/orchard $(patsubst bench/%.c,$(REL_DIR)/bench/%,$(BENCH_SRC)); @sh bench/run_features.sh $(REL_DIR)
 
 # ---- fuzzing (clang + libFuzzer) ------------------------------------------
 fuzz:
