@@ -35,6 +35,7 @@
 #include "digest_auth.h"
 #include "pki.h"
 #include "plist.h"
+#include "profilecheck.h"
 #include "profile.h"
 #include "schema_check.h"
 #include "store.h"
@@ -304,45 +305,13 @@ static void expect_log(const testserver_t *s, const char *needle)
 
 /* ---- profile checks ------------------------------------------------------------------------ */
 
-static plist_t *open_profile(const testserver_t *s, const char *der, size_t len)
-{
-    X509 *ca = pki_load_cert(s->ca_path);
-    const unsigned char *q = (const unsigned char *)der;
-    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
-    assert_non_null(cms);
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_add_cert(store, ca);
-    X509_STORE_set_purpose(store, X509_PURPOSE_ANY);
-    BIO *out = BIO_new(BIO_s_mem());
-    assert_int_equal(CMS_verify(cms, NULL, store, NULL, out, CMS_BINARY), 1);
-    char *data = NULL;
-    long n = BIO_get_mem_data(out, &data);
-    plist_t *p = plist_parse(data, (size_t)n, NULL, 0);
-    assert_non_null(p);
-    BIO_free(out);
-    X509_STORE_free(store);
-    CMS_ContentInfo_free(cms);
-    X509_free(ca);
-    return p;
-}
-
-static const plist_t *payload_of_type(const plist_t *profile, const char *type)
-{
-    const plist_t *content = plist_dict_get(profile, "PayloadContent");
-    for (size_t i = 0; i < plist_array_size(content); i++) {
-        const char *t = plist_dict_get_string(plist_array_get(content, i), "PayloadType");
-        if (t && strcmp(t, type) == 0)
-            return plist_array_get(content, i);
-    }
-    return NULL;
-}
-
 /* The schema-checked profile's one-time SCEP challenge (heap). */
 static char *checked_profile_challenge(const testserver_t *s, const reply_t *r)
 {
     assert_int_equal(r->status, 200);
     assert_string_equal(r->content_type, PROFILE_CONTENT_TYPE);
-    plist_t *p = open_profile(s, r->body, r->len);
+    plist_t *p = profilecheck_open_file(r->body, r->len, s->ca_path);
+    assert_non_null(p);
     schema_report_t rep;
     memset(&rep, 0, sizeof rep);
     int problems = schema_check_profile(profiles_dir, p, &rep);
@@ -350,8 +319,8 @@ static char *checked_profile_challenge(const testserver_t *s, const reply_t *r)
         fprintf(stderr, "schema problems:\n%s", rep.text ? rep.text : "");
     assert_int_equal(problems, 0);
     schema_report_free(&rep);
-    assert_non_null(payload_of_type(p, "com.apple.mdm"));
-    const plist_t *scep = plist_dict_get(payload_of_type(p, "com.apple.security.scep"), "PayloadContent");
+    assert_non_null(profilecheck_payload(p, "com.apple.mdm", 0));
+    const plist_t *scep = plist_dict_get(profilecheck_payload(p, "com.apple.security.scep", 0), "PayloadContent");
     const char *challenge = plist_dict_get_string(scep, "Challenge");
     assert_non_null(challenge);
     char *copy = strdup(challenge);

@@ -34,6 +34,7 @@
 #include "machineinfo.h"
 #include "pki.h"
 #include "plist.h"
+#include "profilecheck.h"
 #include "profile.h"
 #include "schema_check.h"
 #include "store.h"
@@ -73,18 +74,6 @@ static void assert_schema_valid(const plist_t *profile)
     schema_report_free(&r);
 }
 
-static const plist_t *payload_of_type(const plist_t *profile, const char *type, int nth)
-{
-    const plist_t *content = plist_dict_get(profile, "PayloadContent");
-    for (size_t i = 0; i < plist_array_size(content); i++) {
-        const plist_t *p = plist_array_get(content, i);
-        const char *t = plist_dict_get_string(p, "PayloadType");
-        if (t && strcmp(t, type) == 0 && nth-- == 0)
-            return p;
-    }
-    return NULL;
-}
-
 static const char *scep_cn(const plist_t *scep)
 {
     const plist_t *c = plist_dict_get(scep, "PayloadContent");
@@ -119,9 +108,9 @@ static const plist_t *assert_orchard_profile(const plist_t *p, const char *publi
                                     plist_dict_get_string(b, "PayloadIdentifier"));
         }
     }
-    const plist_t *mdm = payload_of_type(p, "com.apple.mdm", 0);
+    const plist_t *mdm = profilecheck_payload(p, "com.apple.mdm", 0);
     assert_non_null(mdm);
-    assert_null(payload_of_type(p, "com.apple.mdm", 1));
+    assert_null(profilecheck_payload(p, "com.apple.mdm", 1));
     char *server = util_strdup_printf("%s/mdm/connect", public_url);
     char *checkin = util_strdup_printf("%s/mdm/checkin", public_url);
     assert_string_equal(plist_dict_get_string(mdm, "ServerURL"), server);
@@ -137,9 +126,9 @@ static const plist_t *assert_orchard_profile(const plist_t *p, const char *publi
     assert_string_equal(plist_string(plist_array_get(caps, 1)), "com.apple.mdm.bootstraptoken");
     assert_string_equal(plist_string(plist_array_get(caps, 2)), "com.apple.mdm.token");
     /* IdentityCertificateUUID names the identity payload. */
-    const plist_t *id = payload_of_type(p, "com.apple.security.scep", 0);
+    const plist_t *id = profilecheck_payload(p, "com.apple.security.scep", 0);
     if (!id)
-        id = payload_of_type(p, "com.apple.security.pkcs12", 0);
+        id = profilecheck_payload(p, "com.apple.security.pkcs12", 0);
     assert_non_null(id);
     assert_string_equal(plist_dict_get_string(mdm, "IdentityCertificateUUID"), plist_dict_get_string(id, "PayloadUUID"));
     if (strcmp(plist_dict_get_string(id, "PayloadType"), "com.apple.security.scep") == 0) {
@@ -151,34 +140,6 @@ static const plist_t *assert_orchard_profile(const plist_t *p, const char *publi
         assert_int_equal(plist_integer(plist_dict_get(c, "Keysize")), 2048);
     }
     return id;
-}
-
-/* Verifies a signed profile against `ca` and returns the plist inside. */
-static plist_t *open_signed_profile(const unsigned char *der, size_t len, X509 *ca)
-{
-    const unsigned char *q = der;
-    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
-    assert_non_null(cms);
-    assert_true(q == der + len);
-    assert_int_equal(CMS_is_detached(cms), 0);
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_add_cert(store, ca);
-    /* The signer is a TLS server certificate: devices show a profile as
-     * verified when its signer chains to a trusted root, whatever its EKU. */
-    X509_STORE_set_purpose(store, X509_PURPOSE_ANY);
-    BIO *out = BIO_new(BIO_s_mem());
-    int ok = CMS_verify(cms, NULL, store, NULL, out, CMS_BINARY);
-    if (ok != 1)
-        ERR_print_errors_fp(stderr);
-    assert_int_equal(ok, 1);
-    char *data = NULL;
-    long n = BIO_get_mem_data(out, &data);
-    plist_t *p = plist_parse(data, (size_t)n, NULL, 0);
-    assert_non_null(p);
-    BIO_free(out);
-    X509_STORE_free(store);
-    CMS_ContentInfo_free(cms);
-    return p;
 }
 
 /* ---- helpers: MachineInfo --------------------------------------------------------- */
@@ -326,7 +287,8 @@ static plist_t *get_profile(const testserver_t *s, const char *query_extra)
     assert_string_equal(r.ctype, PROFILE_CONTENT_TYPE);
     assert_string_equal(r.cache_control, "no-store");
     X509 *ca = server_ca(s);
-    plist_t *p = open_signed_profile((const unsigned char *)r.body.data, r.body.len, ca);
+    plist_t *p = profilecheck_open((const unsigned char *)r.body.data, r.body.len, ca);
+    assert_non_null(p);
     X509_free(ca);
     hresp_free(&r);
     return p;
@@ -380,7 +342,7 @@ static char *consume_challenge(const testserver_t *s, const char *challenge)
 
 static const char *scep_challenge_of(const plist_t *profile)
 {
-    const plist_t *scep = payload_of_type(profile, "com.apple.security.scep", 0);
+    const plist_t *scep = profilecheck_payload(profile, "com.apple.security.scep", 0);
     assert_non_null(scep);
     return plist_dict_get_string(plist_dict_get(scep, "PayloadContent"), "Challenge");
 }
@@ -536,12 +498,12 @@ static void expect_problem(plist_t *p, const char *needle)
 
 static plist_t *mdm_of(plist_t *p)
 {
-    return (plist_t *)payload_of_type(p, "com.apple.mdm", 0);
+    return (plist_t *)profilecheck_payload(p, "com.apple.mdm", 0);
 }
 
 static plist_t *scep_content_of(plist_t *p)
 {
-    return plist_dict_get(payload_of_type(p, "com.apple.security.scep", 0), "PayloadContent");
+    return plist_dict_get(profilecheck_payload(p, "com.apple.security.scep", 0), "PayloadContent");
 }
 
 static void test_schema_validator_catches_mistakes(void **state)
@@ -612,15 +574,15 @@ static void test_profile_scep_matches_schema(void **state)
     const plist_t *c = plist_dict_get(id, "PayloadContent");
     assert_string_equal(plist_dict_get_string(c, "Challenge"), "one-time-challenge-1");
     assert_int_equal(strncmp(scep_cn(id), "orchard-device-", 15), 0); /* random when the device is unknown */
-    const plist_t *mdm = payload_of_type(p, "com.apple.mdm", 0);
+    const plist_t *mdm = profilecheck_payload(p, "com.apple.mdm", 0);
     assert_true(plist_bool(plist_dict_get(mdm, "SignMessage")));
     assert_false(plist_bool(plist_dict_get(mdm, "UseDevelopmentAPNS")));
     /* Anchors: the self-signed CA as a root, the TLS leaf as a plain certificate. */
-    const plist_t *root = payload_of_type(p, "com.apple.security.root", 0);
-    const plist_t *leaf = payload_of_type(p, "com.apple.security.pkcs1", 0);
+    const plist_t *root = profilecheck_payload(p, "com.apple.security.root", 0);
+    const plist_t *leaf = profilecheck_payload(p, "com.apple.security.pkcs1", 0);
     assert_non_null(root);
     assert_non_null(leaf);
-    assert_null(payload_of_type(p, "com.apple.security.root", 1));
+    assert_null(profilecheck_payload(p, "com.apple.security.root", 1));
     size_t n = 0;
     const unsigned char *der = plist_data(plist_dict_get(root, "PayloadContent"), &n);
     X509 *x = d2i_X509(NULL, &der, (long)n);
@@ -644,7 +606,7 @@ static void test_profile_names_the_device(void **state)
     (void)state;
     plist_t *p = unit_profile("00008110-000A1B2C3D4E5F60", "c");
     assert_schema_valid(p);
-    assert_string_equal(scep_cn(payload_of_type(p, "com.apple.security.scep", 0)), "00008110-000A1B2C3D4E5F60");
+    assert_string_equal(scep_cn(profilecheck_payload(p, "com.apple.security.scep", 0)), "00008110-000A1B2C3D4E5F60");
     plist_free(p);
 }
 
@@ -665,7 +627,7 @@ static void test_profile_options(void **state)
     assert_false(plist_bool(plist_dict_get(mdm_of(p), "SignMessage")));
     assert_true(plist_bool(plist_dict_get(mdm_of(p), "UseDevelopmentAPNS")));
     /* No anchors given, no challenge given: none emitted. */
-    assert_null(payload_of_type(p, "com.apple.security.root", 0));
+    assert_null(profilecheck_payload(p, "com.apple.security.root", 0));
     assert_null(plist_dict_get(scep_content_of(p), "Challenge"));
     plist_free(p);
 
@@ -733,7 +695,7 @@ static void test_profile_pkcs12(void **state)
                                                "orchard");
     assert_string_equal(plist_dict_get_string(id, "PayloadType"), "com.apple.security.pkcs12");
     assert_string_equal(plist_dict_get_string(id, "Password"), password);
-    assert_null(payload_of_type(p, "com.apple.security.scep", 0));
+    assert_null(profilecheck_payload(p, "com.apple.security.scep", 0));
     plist_free(p);
     free(der);
     X509_free(issued);
@@ -755,7 +717,8 @@ static void test_profile_signature(void **state)
     size_t len = 0;
     char err[256];
     assert_int_equal(profile_generate(&o, u_tls, u_tls_key, u_anchors, &der, &len, err, sizeof err), 0);
-    plist_t *p = open_signed_profile(der, len, u_ca);
+    plist_t *p = profilecheck_open(der, len, u_ca);
+    assert_non_null(p);
     assert_schema_valid(p);
     plist_free(p);
 
@@ -999,8 +962,8 @@ static void test_ota_get_profile(void **state)
     const plist_t *id = assert_orchard_profile(p, "https://127.0.0.1", "com.orchard.enroll.127.0.0.1", "Test Org");
     assert_int_equal(strncmp(scep_cn(id), "orchard-device-", 15), 0);
     /* Anchors: the server's CA (root) and its TLS certificate. */
-    assert_non_null(payload_of_type(p, "com.apple.security.root", 0));
-    assert_non_null(payload_of_type(p, "com.apple.security.pkcs1", 0));
+    assert_non_null(profilecheck_payload(p, "com.apple.security.root", 0));
+    assert_non_null(profilecheck_payload(p, "com.apple.security.pkcs1", 0));
     /* A fresh one-time challenge, not bound to any device, usable once. */
     const char *challenge = scep_challenge_of(p);
     assert_int_equal(strlen(challenge), 32);
@@ -1093,7 +1056,8 @@ static plist_t *post_machineinfo(const testserver_t *s, const char *udid, const 
     if (expect == 200) {
         assert_string_equal(r.ctype, PROFILE_CONTENT_TYPE);
         X509 *ca = server_ca(s);
-        p = open_signed_profile((const unsigned char *)r.body.data, r.body.len, ca);
+        p = profilecheck_open((const unsigned char *)r.body.data, r.body.len, ca);
+        assert_non_null(p);
         X509_free(ca);
     }
     hresp_free(&r);
@@ -1391,7 +1355,8 @@ static void test_renewals(void **state)
     size_t plen = 0;
     const unsigned char *pder = plist_data(plist_dict_get(inner, "Payload"), &plen);
     X509 *ca = server_ca(&srv);
-    plist_t *profile = open_signed_profile(pder, plen, ca);
+    plist_t *profile = profilecheck_open(pder, plen, ca);
+    assert_non_null(profile);
     X509_free(ca);
     const plist_t *id = assert_orchard_profile(profile, "https://127.0.0.1", "com.orchard.enroll.127.0.0.1", "Test Org");
     assert_string_equal(scep_cn(id), "UDID-RENEW-A");
@@ -1467,7 +1432,7 @@ static void test_end_to_end(void **state)
     }
     const char *udid = "UDID-E2E-0001";
     plist_t *p = post_machineinfo(&srv, udid, "SERIAL-E2E", 200);
-    const plist_t *scep = payload_of_type(p, "com.apple.security.scep", 0);
+    const plist_t *scep = profilecheck_payload(p, "com.apple.security.scep", 0);
     const plist_t *c = plist_dict_get(scep, "PayloadContent");
     const char *url = plist_dict_get_string(c, "URL");
     char *expect = util_strdup_printf("https://127.0.0.1/scep");
@@ -1503,13 +1468,14 @@ static void test_end_to_end(void **state)
     size_t plen = 0;
     const unsigned char *pder = plist_data(plist_dict_get(plist_dict_get(r.command, "Command"), "Payload"), &plen);
     X509 *ca = server_ca(&srv);
-    p = open_signed_profile(pder, plen, ca);
+    p = profilecheck_open(pder, plen, ca);
+    assert_non_null(p);
     X509_free(ca);
     devsim_reply_free(&r);
     assert_int_equal(devsim_report(d, cmd_uuid, "Acknowledged", NULL, &r), 0);
     devsim_reply_free(&r);
     free(cmd_uuid);
-    scep = payload_of_type(p, "com.apple.security.scep", 0);
+    scep = profilecheck_payload(p, "com.apple.security.scep", 0);
     EVP_PKEY *key2 = NULL;
     X509 *cert2 = NULL;
     if (testscep_enroll(srv.base_url, srv.ca_path, scep_challenge_of(p), scep_cn(scep), &key2, &cert2, err,
@@ -1583,7 +1549,8 @@ static void test_cli_enroll(void **state)
     char *der = util_read_file(out, 1 << 20, &len);
     assert_non_null(der);
     X509 *ca = server_ca(&srv);
-    plist_t *p = open_signed_profile((const unsigned char *)der, len, ca);
+    plist_t *p = profilecheck_open((const unsigned char *)der, len, ca);
+    assert_non_null(p);
     assert_orchard_profile(p, "https://127.0.0.1", "com.orchard.enroll.127.0.0.1", "Test Org");
     plist_free(p);
     free(der);

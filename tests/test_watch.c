@@ -33,6 +33,7 @@
 #include "pairing.h"
 #include "pki.h"
 #include "plist.h"
+#include "profilecheck.h"
 #include "profile.h"
 #include "schema_check.h"
 #include "store.h"
@@ -238,39 +239,6 @@ static char *watch_first(const testserver_t *s, const signer_t *sg, const char *
     return st;
 }
 
-static plist_t *open_profile(const testserver_t *s, const unsigned char *der, size_t len)
-{
-    X509 *ca = pki_load_cert(s->ca_path);
-    const unsigned char *q = der;
-    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
-    assert_non_null(cms);
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_add_cert(store, ca);
-    X509_STORE_set_purpose(store, X509_PURPOSE_ANY);
-    BIO *out = BIO_new(BIO_s_mem());
-    assert_int_equal(CMS_verify(cms, NULL, store, NULL, out, CMS_BINARY), 1);
-    char *data = NULL;
-    long n = BIO_get_mem_data(out, &data);
-    plist_t *p = plist_parse(data, (size_t)n, NULL, 0);
-    assert_non_null(p);
-    BIO_free(out);
-    X509_STORE_free(store);
-    CMS_ContentInfo_free(cms);
-    X509_free(ca);
-    return p;
-}
-
-static const plist_t *payload_of_type(const plist_t *profile, const char *type)
-{
-    const plist_t *content = plist_dict_get(profile, "PayloadContent");
-    for (size_t i = 0; i < plist_array_size(content); i++) {
-        const char *t = plist_dict_get_string(plist_array_get(content, i), "PayloadType");
-        if (t && strcmp(t, type) == 0)
-            return plist_array_get(content, i);
-    }
-    return NULL;
-}
-
 /* GET with the phone's identity over mTLS (asset data); heap body. */
 static unsigned char *get_with_identity(const testserver_t *s, const char *path, X509 *cert, EVP_PKEY *key,
                                         long *status, size_t *len)
@@ -403,7 +371,8 @@ static void test_watch_end_to_end(void **state)
     watchsim_reply_t r = watch_post(&srv, &sg, watch_udid, tok, tok_len);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.content_type, PROFILE_CONTENT_TYPE);
-    plist_t *p = open_profile(&srv, r.body, r.len);
+    plist_t *p = profilecheck_open_file(r.body, r.len, srv.ca_path);
+    assert_non_null(p);
     watchsim_reply_free(&r);
     schema_report_t rep;
     memset(&rep, 0, sizeof rep);
@@ -413,10 +382,10 @@ static void test_watch_end_to_end(void **state)
     assert_int_equal(problems, 0);
     schema_report_free(&rep);
     assert_int_equal(plist_integer(plist_dict_get(p, "TargetDeviceType")), 2);
-    const plist_t *mdm = payload_of_type(p, "com.apple.mdm");
+    const plist_t *mdm = profilecheck_payload(p, "com.apple.mdm", 0);
     assert_non_null(mdm);
     assert_null(plist_dict_get(mdm, "ServerCapabilities"));
-    const plist_t *scep = plist_dict_get(payload_of_type(p, "com.apple.security.scep"), "PayloadContent");
+    const plist_t *scep = plist_dict_get(profilecheck_payload(p, "com.apple.security.scep", 0), "PayloadContent");
     const char *challenge = plist_dict_get_string(scep, "Challenge");
     assert_non_null(challenge);
     assert_false(testserver_log_contains(&srv, challenge));
