@@ -299,10 +299,10 @@ static int count_pending(void *ctx, const command_target_t *t)
     return 1;
 }
 
-void ade_await_after_exchange(store_t *s, const char *device_id, const char *reported_uuid, const char *status,
-                              int64_t now, int *rc, command_t *next)
+void ade_await_after_exchange(store_t *s, const char *device_id, int awaiting, const char *reported_uuid,
+                              const char *status, int64_t now, int *rc, command_t *next)
 {
-    if (!s->ops->enrollment_awaiting || !s->ops->enrollment_set_awaiting)
+    if (!s->ops->enrollment_set_awaiting)
         return;
     if (reported_uuid && status && strcmp(status, "NotNow") != 0 &&
         strncmp(reported_uuid, ADE_CONFIGURED_UUID_PREFIX, strlen(ADE_CONFIGURED_UUID_PREFIX)) == 0) {
@@ -323,10 +323,7 @@ void ade_await_after_exchange(store_t *s, const char *device_id, const char *rep
             log_warn("ADE: cannot record the ade_device_configured event of %s: %s", device_id, s->ops->errmsg(s));
         return;
     }
-    if (*rc != STORE_NOTFOUND)
-        return;
-    int awaiting = 0;
-    if (s->ops->enrollment_awaiting(s, device_id, &awaiting) != STORE_OK || !awaiting)
+    if (*rc != STORE_NOTFOUND || !awaiting)
         return;
     /* Nothing to hand out now, but a NotNow command may still be pending:
      * the release waits until every command has run. */

@@ -60,11 +60,13 @@ json_t *ade_setup_describe(const unsigned char *stored, size_t len);
 int ade_await_on_token_update(store_t *s, pusher_t *pusher, const char *device_id, const plist_t *root,
                               char *why, size_t whylen);
 
-/* /mdm/connect hook (device channel, after command_exchange): reported_uuid
+/* /mdm/connect hook (device channel, after command_exchange): awaiting =
+ * the device enrollment's awaiting_configuration as read before the
+ * exchange (so the empty-queue poll costs no extra query); reported_uuid
  * / status of the applied report (NULL when Idle or not applied); *rc and
  * *next as command_exchange left them, updated when DeviceConfigured is
  * handed out now. Failures are logged; the device asks again next time. */
-void ade_await_after_exchange(store_t *s, const char *device_id, const char *reported_uuid, const char *status,
-                              int64_t now, int *rc, command_t *next);
+void ade_await_after_exchange(store_t *s, const char *device_id, int awaiting, const char *reported_uuid,
+                              const char *status, int64_t now, int *rc, command_t *next);
 
 #endif

@@ -89,6 +89,7 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     int64_t last_seen = 0;
     int silent = 0;
     code = mdm_channel_active(w, m, &dev, &last_seen, &silent, why, sizeof why);
+    int awaiting = dev.awaiting_configuration;
     enrollment_free(&dev);
     if (code) {
         http_refuse(resp, code, 0, "%s", why);
@@ -134,8 +135,8 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     /* ADE await configuration: DeviceConfigured once the setup commands
      * are done; its answer clears the flag. */
     if (!m->user_channel)
-        ade_await_after_exchange(s, m->device_id, applied ? m->command_uuid : NULL, applied ? m->status : NULL, now,
-                                 &rc, &next);
+        ade_await_after_exchange(s, m->device_id, awaiting, applied ? m->command_uuid : NULL,
+                                 applied ? m->status : NULL, now, &rc, &next);
     /* A DDM sync command is stored without Data; it gets the channel's
      * current tokens now, so however many changes were coalesced into it
      * the device sees the latest DeclarationsToken. */

@@ -78,6 +78,9 @@ typedef struct {
      * DeviceInformation IsSupervised answers (enrollment_set_supervised). A
      * new enrollment starts unknown; re-enrollment keeps the last answer. */
     int supervised;
+    /* ADE await configuration (schema 6): set by enrollment_set_awaiting,
+     * read with the row so the exchange needs no extra query. */
+    int awaiting_configuration;
 } enrollment_t;
 
 /* TokenUpdate content. */

@@ -418,6 +418,7 @@ int pg_read_enrollment(const PGresult *r, int row, enrollment_t *e)
     e->silent_since = pgc_int(r, row, 32);
     e->last_repush_at = pgc_int(r, row, 33);
     e->supervised = (int)pgc_int(r, row, 34);
+    e->awaiting_configuration = (int)pgc_int(r, row, 35);
     if (bad) {
         enrollment_free(e);
         return -1;

@@ -96,7 +96,7 @@ int64_t pgc_int(const PGresult *r, int row, int col); /* int2/4/8 or bool; NULL 
     "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
     "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
-    "push_token_invalid, silent_since, last_repush_at, supervised"
+    "push_token_invalid, silent_since, last_repush_at, supervised, awaiting_configuration"
 #define PG_ENR_NCOLUMNS 35
 /* Decodes row `row` of PG_ENR_COLUMNS (starting at column 0); -1 only when
  * out of memory. */

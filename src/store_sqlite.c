@@ -953,6 +953,7 @@ static int read_enrollment(sqlite3_stmt *st, enrollment_t *e)
     e->silent_since = sqlite3_column_int64(st, 32);
     e->last_repush_at = sqlite3_column_int64(st, 33);
     e->supervised = sqlite3_column_int(st, 34);
+    e->awaiting_configuration = sqlite3_column_int(st, 35);
     if (bad) {
         enrollment_free(e);
         return -1;

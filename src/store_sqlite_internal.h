@@ -22,7 +22,7 @@
     "build_version, device_name, imei, meid, user_id, user_short_name, user_long_name, cert_sha256, "   \
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
     "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
-    "push_token_invalid, silent_since, last_repush_at, supervised"
+    "push_token_invalid, silent_since, last_repush_at, supervised, awaiting_configuration"
 
 typedef struct sq_store sq_store;
 
