@@ -97,7 +97,7 @@ int64_t pgc_int(const PGresult *r, int row, int col); /* int2/4/8 or bool; NULL 
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
     "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
     "push_token_invalid, silent_since, last_repush_at, supervised, awaiting_configuration"
-#define PG_ENR_NCOLUMNS 35
+#define PG_ENR_NCOLUMNS 36
 /* Decodes row `row` of PG_ENR_COLUMNS (starting at column 0); -1 only when
  * out of memory. */
 int pg_read_enrollment(const PGresult *r, int row, enrollment_t *e);

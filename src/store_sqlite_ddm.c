@@ -828,7 +828,7 @@ int sq_ddm_candidates(store_t *base, ddm_candidate_cb cb, void *ctx)
     if (!st)
         return STORE_ERR;
     /* The columns after the enrollment's own. */
-    enum { C_SPECIFIC = 35, C_ALL, C_TOKEN, C_PENDING };
+    enum { C_SPECIFIC = SQ_ENR_NCOLUMNS, C_ALL, C_TOKEN, C_PENDING };
     set_merge_t m = {0};
     int rc, result = STORE_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

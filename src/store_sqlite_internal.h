@@ -23,6 +23,8 @@
     "state, push_token, push_magic, unlock_token, created_at, updated_at, last_seen_at, "              \
     "authenticated_at, token_updated_at, checked_out_at, last_push_at, last_push_id, last_push_error, "     \
     "push_token_invalid, silent_since, last_repush_at, supervised, awaiting_configuration"
+/* How many columns SQ_ENR_COLUMNS has: queries that select more after them count from here. */
+#define SQ_ENR_NCOLUMNS 36
 
 typedef struct sq_store sq_store;
 
