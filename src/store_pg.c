@@ -31,7 +31,10 @@
  *   - the inactivity sweep claims rows with FOR UPDATE SKIP LOCKED.
  * Each operation is durable when it returns (synchronous commit).
  *
- * Connection loss. An operation that finds the connection broken fails with
+ * Connection loss. Before each operation outside a transaction, an idle
+ * session the server has ended (restart, failover) is replaced at once, so
+ * a request never fails for a session that was already gone. An operation
+ * that finds the connection broken fails with
  * STORE_ERR and says so. The next operation on the handle (outside a
  * transaction) reconnects first (PQreset), so service recovers by itself
  * when the database comes back. A failed reconnect is not retried for
@@ -46,6 +49,7 @@
  */
 #include <endian.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,11 +150,30 @@ static int fail_result(pg_store *s, const PGresult *res, const char *what)
 
 /* ---- connection ---------------------------------------------------------- */
 
+/* True if the server ended this idle session. Every operation reads its
+ * results through to the end, and orchard never LISTENs, so an idle session
+ * has nothing to read unless the server is ending it (the FATAL of a
+ * shutdown or restart, or end of file). Without this check the first
+ * operation after a database restart would be sent on the dead session and
+ * fail although it never reached the server: one 503 per worker and per
+ * restart. One poll() with no wait; a session that dies after it fails as
+ * before. */
+static int idle_session_ended(pg_store *s)
+{
+    int fd = PQsocket(s->conn);
+    if (fd < 0)
+        return 1;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) > 0;
+}
+
 /* Makes the connection usable before an operation. Inside a transaction a
  * broken connection cannot be replaced: the transaction's earlier work is
  * gone with it, so the operation fails. */
 static int ensure_connected(pg_store *s, const char *what)
 {
+    if (!s->lost && !s->in_tx && idle_session_ended(s))
+        s->lost = 1;
     if (!s->lost && PQstatus(s->conn) == CONNECTION_OK)
         return STORE_OK;
     if (s->in_tx)
