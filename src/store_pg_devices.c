@@ -175,16 +175,24 @@ static const char *const sql[] = {
     /* Queues for one enrollment and logs it; no row for an unknown
      * enrollment (the SELECT is empty) or an id listed twice (the
      * conflict). */
-    [D_TARGET_INSERT] = "WITH t AS ("
+    /* Queues a command for a batch of ids ($2, an array) in one statement:
+     * k keeps the listed ids that are enrollments (with their positions, a
+     * repeated id at each), t queues each once, and the positions come back
+     * so the caller can tell known ids from unknown ones. */
+    [D_TARGET_INSERT] = "WITH k AS ("
+                        "  SELECT x.id, x.pos FROM unnest($2::text[]) WITH ORDINALITY AS x(id, pos)"
+                        "  JOIN enrollments e ON e.id = x.id),"
+                        " t AS ("
                         "  INSERT INTO command_targets (command_id, enrollment_id, status, queued_at, updated_at)"
-                        "  SELECT $1::bigint, id, 'queued', $3::bigint, $3::bigint FROM enrollments"
-                        "  WHERE id = $2::text"
-                        "  ON CONFLICT (enrollment_id, command_id) DO NOTHING RETURNING enrollment_id)"
-                        " INSERT INTO events (at, enrollment_id, kind, detail)"
-                        " SELECT $3::bigint, enrollment_id, 'command_queued',"
-                        "  '{\"command_uuid\":' || orchard_json_str($4::text) || ',\"request_type\":' ||"
-                        "  orchard_json_str($5::text) || '}'"
-                        " FROM t",
+                        "  SELECT DISTINCT $1::bigint, id, 'queued', $3::bigint, $3::bigint FROM k"
+                        "  ON CONFLICT (enrollment_id, command_id) DO NOTHING RETURNING enrollment_id),"
+                        " ev AS ("
+                        "  INSERT INTO events (at, enrollment_id, kind, detail)"
+                        "  SELECT $3::bigint, enrollment_id, 'command_queued',"
+                        "   '{\"command_uuid\":' || orchard_json_str($4::text) || ',\"request_type\":' ||"
+                        "   orchard_json_str($5::text) || '}'"
+                        "  FROM t)"
+                        " SELECT pos FROM k",
     /* One exchange step in one statement. r applies the report, only to a
      * target still pending for this enrollment; ev logs it. The main query
      * picks the next command. It sees the table as it was before r (a WITH
@@ -629,18 +637,76 @@ int pg_command_insert(pg_store *s, const command_t *cmd, int64_t now, int64_t *c
     return rc;
 }
 
-int pg_command_target_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
-                          int *added)
+/* ids[0..n) as a PostgreSQL array literal: {"a","b"} with \ and " escaped. */
+static char *text_array_literal(const char *const *ids, size_t n)
 {
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++) {
+        len += 3;
+        for (const char *c = ids[i]; *c; c++)
+            len += (*c == '"' || *c == '\\') ? 2 : 1;
+    }
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    char *w = out;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *c = ids[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *w++ = '\\';
+            *w++ = *c;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return out;
+}
+
+int pg_command_targets_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *const *ids,
+                           size_t n, int64_t now, int *status)
+{
+    char *list = text_array_literal(ids, n);
+    if (!list)
+        return pg_fail_oom(s);
     pg_params p;
     pgp_init(&p);
     pgp_int(&p, command_id);
-    pgp_text(&p, id);
+    pgp_text(&p, list);
     pgp_int(&p, now);
     pgp_text(&p, cmd->uuid);
     pgp_text(&p, cmd->request_type);
-    return run(s, D_TARGET_INSERT, &p, "queueing command", NULL, added);
+    PGresult *r;
+    int rc = run(s, D_TARGET_INSERT, &p, "queueing command", &r, NULL);
+    free(list);
+    if (rc != STORE_OK)
+        return rc;
+    for (int row = 0; row < PQntuples(r); row++) {
+        int64_t pos = pgc_int(r, row, 0);
+        if (pos >= 1 && (uint64_t)pos <= n)
+            status[pos - 1] = STORE_OK;
+    }
+    PQclear(r);
+    return STORE_OK;
 }
+
+int pg_command_target_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
+                          int *added)
+{
+    int status = STORE_NOTFOUND;
+    int rc = pg_command_targets_add(s, command_id, cmd, &id, 1, now, &status);
+    *added = rc == STORE_OK && status == STORE_OK;
+    return rc;
+}
+
+/* Ids per statement: big enough that a fleet-wide command takes a handful
+ * of statements, small enough that one statement's array stays a few
+ * hundred kilobytes. */
+#define ENQUEUE_BATCH 5000
 
 /* Does the work of command_enqueue inside the open transaction. */
 static int enqueue_in_tx(pg_store *s, const command_t *cmd, const char *const *ids, size_t n, int *status,
@@ -650,27 +716,18 @@ static int enqueue_in_tx(pg_store *s, const command_t *cmd, const char *const *i
     int rc = pg_command_insert(s, cmd, now, &command_id);
     if (rc != STORE_OK)
         return rc;
-    size_t queued = 0;
-    for (size_t i = 0; i < n; i++) {
-        int added = 0;
-        if (pg_command_target_add(s, command_id, cmd, ids[i], now, &added) != STORE_OK)
+    for (size_t at = 0; at < n; at += ENQUEUE_BATCH) {
+        size_t k = n - at < ENQUEUE_BATCH ? n - at : ENQUEUE_BATCH;
+        if (pg_command_targets_add(s, command_id, cmd, ids + at, k, now, status + at) != STORE_OK)
             return STORE_ERR;
-        if (!added) {
-            /* Unknown, or listed twice: a repeated id is known and already
-             * queued by its first listing, so it counts as STORE_OK. */
-            rc = enrollment_exists(s, ids[i]);
-            if (rc == STORE_ERR)
-                return rc;
-            status[i] = rc;
-            continue;
-        }
-        queued++;
-        status[i] = STORE_OK;
     }
-    /* Nothing to deliver it to: do not keep an orphan command. */
-    if (queued == 0)
-        return pg_fail(s, STORE_NOTFOUND, "none of the %zu target enrollments exists", n);
-    return STORE_OK;
+    /* A repeated id is known and already queued by its first listing, so it
+     * counts as STORE_OK too. Nothing to deliver it to: do not keep an
+     * orphan command. */
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == STORE_OK)
+            return STORE_OK;
+    return pg_fail(s, STORE_NOTFOUND, "none of the %zu target enrollments exists", n);
 }
 
 int pg_command_enqueue(store_t *base, const command_t *cmd, const char *const *ids, size_t n, int *status,

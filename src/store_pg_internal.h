@@ -127,10 +127,15 @@ int pg_event_add(store_t *s, const char *enrollment_id, const char *kind, const 
 int pg_event_list(store_t *s, const char *enrollment_id, int limit, event_cb cb, void *ctx);
 
 /* Inside an open transaction (shared with ddm_sync_queue): stores a command
- * row (STORE_CONFLICT if the UUID exists) and queues a stored command for
- * one enrollment with its "command_queued" event (*added = 0 when the
- * enrollment does not exist or has the command already). */
+ * row (STORE_CONFLICT if the UUID exists), and queues a stored command for
+ * enrollments with their "command_queued" events. pg_command_targets_add
+ * sets status[i] = STORE_OK for each of ids[0..n) that is an enrollment
+ * (and leaves the others); pg_command_target_add queues for one id (*added
+ * = 0 when it is not an enrollment). A target that has the command already
+ * keeps it as it is. */
 int pg_command_insert(pg_store *s, const command_t *cmd, int64_t now, int64_t *command_id);
+int pg_command_targets_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *const *ids,
+                           size_t n, int64_t now, int *status);
 int pg_command_target_add(pg_store *s, int64_t command_id, const command_t *cmd, const char *id, int64_t now,
                           int *added);
 /* Deletes the DDM state, status items and declaration statuses of a

@@ -684,6 +684,59 @@ static void test_enqueue_multi_target_with_unknown_and_repeated_ids(void **state
     assert_string_equal(next, "");
 }
 
+/* Ids are data, whatever they contain (a backend may pass them in a list
+ * syntax of its own), and a fleet-sized target list is taken whole: known
+ * ids far apart, one repeated across the list, most of it unknown. */
+static void test_enqueue_odd_ids_and_long_lists(void **state)
+{
+    conf_t *fx = *state;
+    const char *odd = conf_active_device(fx, "q\"u,o{t}e\\ \\\"NULL", 1, CONF_T0);
+    char odd_copy[CONF_NAME_LEN];
+    snprintf(odd_copy, sizeof odd_copy, "%s", odd);
+    const char *plain = conf_active_device(fx, "plain", 2, CONF_T0);
+    char plain_copy[CONF_NAME_LEN];
+    snprintf(plain_copy, sizeof plain_copy, "%s", plain);
+    enum { N = 12001 };
+    const char **ids = calloc(N, sizeof *ids);
+    char(*ghosts)[24] = calloc(N, sizeof *ghosts);
+    int *status = calloc(N, sizeof *status);
+    assert_non_null(ids);
+    assert_non_null(ghosts);
+    assert_non_null(status);
+    for (int i = 0; i < N; i++) {
+        snprintf(ghosts[i], sizeof ghosts[i], "ghost-%d", i);
+        ids[i] = ghosts[i];
+    }
+    ids[0] = odd_copy;
+    ids[7000] = plain_copy;
+    ids[N - 1] = odd_copy;
+    const char *uuid = conf_name(fx, "cmd");
+    char body[512];
+    command_t c;
+    conf_command(&c, uuid, "ProfileList", body, sizeof body);
+    assert_int_equal(OPS(fx)->command_enqueue(fx->s, &c, ids, N, status, CONF_T0 + 1), STORE_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(status[i], i == 0 || i == 7000 || i == N - 1 ? STORE_OK : STORE_NOTFOUND);
+
+    conf_targets_t t;
+    memset(&t, 0, sizeof t);
+    assert_int_equal(OPS(fx)->command_targets(fx->s, uuid, conf_collect_target, &t), STORE_OK);
+    assert_int_equal(t.n, 2);
+    /* Each known id got it once: one acknowledgement empties its queue. */
+    const command_report_t ack = conf_report(uuid, CMD_STATUS_ACKNOWLEDGED, "<plist/>", NULL);
+    char next[UUID_LEN];
+    int applied = -1;
+    assert_int_equal(conf_exchange(fx, odd_copy, NULL, CONF_T0 + 2, NULL, next, sizeof next), STORE_OK);
+    assert_string_equal(next, uuid);
+    assert_int_equal(conf_exchange(fx, odd_copy, &ack, CONF_T0 + 2, &applied, next, sizeof next), STORE_NOTFOUND);
+    assert_int_equal(applied, 1);
+    assert_int_equal(conf_exchange(fx, plain_copy, &ack, CONF_T0 + 2, &applied, next, sizeof next), STORE_NOTFOUND);
+    assert_int_equal(applied, 1);
+    free(ids);
+    free(ghosts);
+    free(status);
+}
+
 static void test_enqueue_to_unknown_ids_stores_nothing(void **state)
 {
     conf_t *fx = *state;
@@ -1514,6 +1567,7 @@ int main(void)
         STORE_TEST(test_enrollment_count_by_state),
         STORE_TEST(test_enqueue_single_target),
         STORE_TEST(test_enqueue_multi_target_with_unknown_and_repeated_ids),
+        STORE_TEST(test_enqueue_odd_ids_and_long_lists),
         STORE_TEST(test_enqueue_to_unknown_ids_stores_nothing),
         STORE_TEST(test_enqueue_duplicate_uuid_conflicts),
         STORE_TEST(test_exchange_idle_returns_oldest_pending),
