@@ -40,7 +40,7 @@ int ade_env_init(ade_env_t *env, const char *data_dir, const char *db_url, const
     env->db_url = db_url;
     env->public_url = public_url;
     env->page_limit = 1000;
-    if (ade_seal_key_load(data_dir, env->seal_key, err, errlen) != 0)
+    if (seal_key_load(data_dir, ADE_SEAL_KEY_FILE, "ADE key", env->seal_key, err, errlen) != 0)
         return -1;
     char host[64] = "", rnd[17] = "";
     gethostname(host, sizeof host - 1);
@@ -64,9 +64,9 @@ int ade_token_store(ade_env_t *env, store_t *s, const char *name, const ade_cred
 {
     char *json = ade_creds_to_json(creds);
     size_t sealed_len = 0;
-    unsigned char *sealed = json ? ade_seal(env->seal_key, name, json, strlen(json), &sealed_len) : NULL;
+    unsigned char *sealed = json ? seal(env->seal_key, name, json, strlen(json), &sealed_len) : NULL;
     if (json)
-        ade_unsealed_free(json, strlen(json));
+        unsealed_free(json, strlen(json));
     if (!sealed)
         return STORE_ERR;
     ade_token_t t = {.name = (char *)name,
@@ -90,7 +90,7 @@ ade_client_t *ade_env_client(ade_env_t *env, store_t *s, const char *name, int *
         return NULL;
     }
     size_t len = 0;
-    char *json = ade_unseal(env->seal_key, name, t.sealed, t.sealed_len, &len);
+    char *json = unseal(env->seal_key, name, t.sealed, t.sealed_len, &len);
     ade_token_free(&t);
     if (!json) {
         util_set_err(err, errlen,
@@ -102,7 +102,7 @@ ade_client_t *ade_env_client(ade_env_t *env, store_t *s, const char *name, int *
     ade_creds_t creds;
     char why[256];
     int ok = ade_creds_from_json(json, len, &creds, why, sizeof why) == 0;
-    ade_unsealed_free(json, len);
+    unsealed_free(json, len);
     if (!ok) {
         util_set_err(err, errlen, "token %s: %s", name, why);
         return NULL;

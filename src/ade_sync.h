@@ -25,16 +25,18 @@
 #include <jansson.h>
 
 #include "ade_client.h"
-#include "ade_seal.h"
+#include "seal.h"
 #include "store.h"
 
 #define ADE_RENEWAL_WARN_DAYS 30
+/* The key that seals token credentials (seal.h), in the data directory. */
+#define ADE_SEAL_KEY_FILE "ade.key"
 
 typedef struct ade_env_s {
     const char *data_dir;
     const char *db_url;
     const char *public_url;
-    unsigned char seal_key[ADE_SEAL_KEY_LEN];
+    unsigned char seal_key[SEAL_KEY_LEN];
     ade_client_opts_t client; /* strings borrowed from the configuration */
     int64_t interval_s;       /* background sync cadence; 0 = only on demand */
     int page_limit;           /* devices per fetch/sync page (Apple: at most 1000) */

@@ -1,5 +1,5 @@
-/* AES-256-GCM sealing of ADE credentials (see ade_seal.h). */
-#include "ade_seal.h"
+/* AES-256-GCM sealing of stored secrets (see seal.h). */
+#include "seal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,12 +17,13 @@
 #define NONCE_LEN 12
 #define TAG_LEN 16
 
-int ade_seal_key_load(const char *data_dir, unsigned char key[ADE_SEAL_KEY_LEN], char *err, size_t errlen)
+int seal_key_load(const char *data_dir, const char *file, const char *label, unsigned char key[SEAL_KEY_LEN],
+                  char *err, size_t errlen)
 {
-    return keyfile_load_or_create(data_dir, ADE_SEAL_KEY_FILE, "ADE key", key, ADE_SEAL_KEY_LEN, err, errlen);
+    return keyfile_load_or_create(data_dir, file, label, key, SEAL_KEY_LEN, err, errlen);
 }
 
-unsigned char *ade_seal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, const void *plain, size_t len,
+unsigned char *seal(const unsigned char key[SEAL_KEY_LEN], const char *aad, const void *plain, size_t len,
                         size_t *outlen)
 {
     if (len > (size_t)1 << 20)
@@ -51,7 +52,7 @@ unsigned char *ade_seal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *a
     return out;
 }
 
-char *ade_unseal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, const unsigned char *sealed, size_t len,
+char *unseal(const unsigned char key[SEAL_KEY_LEN], const char *aad, const unsigned char *sealed, size_t len,
                  size_t *outlen)
 {
     if (!sealed || len < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION)
@@ -70,7 +71,7 @@ char *ade_unseal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, con
     EVP_CIPHER_CTX_free(c);
     if (!ok) {
         if (out)
-            ade_unsealed_free(out, clen);
+            unsealed_free(out, clen);
         return NULL;
     }
     out[clen] = '\0';
@@ -78,7 +79,7 @@ char *ade_unseal(const unsigned char key[ADE_SEAL_KEY_LEN], const char *aad, con
     return out;
 }
 
-void ade_unsealed_free(char *p, size_t len)
+void unsealed_free(char *p, size_t len)
 {
     if (p) {
         OPENSSL_cleanse(p, len);

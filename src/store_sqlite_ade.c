@@ -1,7 +1,7 @@
 /* SQLite backend: Automated Device Enrollment (store.h, schema 6): server
  * tokens with their sync state, the devices Apple's fetch/sync services
  * report, and the profiles orchard defined. Credentials arrive sealed by the
- * caller (ade_seal.c); this file stores the bytes and never interprets them. */
+ * caller (seal.c); this file stores the bytes and never interprets them. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "ade_oauth.h"
-#include "ade_seal.h"
+#include "seal.h"
 #include "ade_time.h"
 #include "depsim.h"
 #include "testserver.h"
@@ -162,24 +162,24 @@ static void test_seal_and_time(void **state)
     assert_non_null(mkdtemp(dir));
     unsigned char k1[32], k2[32];
     char err[256];
-    assert_int_equal(ade_seal_key_load(dir, k1, err, sizeof err), 0);
-    assert_int_equal(ade_seal_key_load(dir, k2, err, sizeof err), 0); /* same file, same key */
+    assert_int_equal(seal_key_load(dir, "ade.key", "ADE key", k1, err, sizeof err), 0);
+    assert_int_equal(seal_key_load(dir, "ade.key", "ADE key", k2, err, sizeof err), 0); /* same file, same key */
     assert_memory_equal(k1, k2, 32);
     char *path = util_strdup_printf("%s/ade.key", dir);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     size_t n = 0, m = 0;
-    unsigned char *sealed = ade_seal(k1, "tok", "secret stuff", 12, &n);
+    unsigned char *sealed = seal(k1, "tok", "secret stuff", 12, &n);
     assert_non_null(sealed);
     assert_null(memmem(sealed, n, "secret", 6));
-    char *plain = ade_unseal(k1, "tok", sealed, n, &m);
+    char *plain = unseal(k1, "tok", sealed, n, &m);
     assert_int_equal(m, 12);
     assert_string_equal(plain, "secret stuff");
-    ade_unsealed_free(plain, m);
-    assert_null(ade_unseal(k1, "other", sealed, n, &m)); /* bound to the name */
+    unsealed_free(plain, m);
+    assert_null(unseal(k1, "other", sealed, n, &m)); /* bound to the name */
     sealed[n - 1] ^= 1;
-    assert_null(ade_unseal(k1, "tok", sealed, n, &m)); /* tampered */
+    assert_null(unseal(k1, "tok", sealed, n, &m)); /* tampered */
     free(sealed);
     unlink(path);
     free(path);
