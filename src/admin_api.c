@@ -15,6 +15,7 @@
 #include "app.h"
 #include "ddm_schema.h"
 #include "log.h"
+#include "mdm_checkin.h"
 #include "mdm_message.h"
 #include "plist.h"
 #include "plist_json.h"
@@ -500,6 +501,11 @@ static void api_device(worker_t *w, const http_request_t *req, const char *rest,
                             wrc == STORE_OK ? json_string(watch_pairing_state(s, &wp)) : json_null());
         if (wrc == STORE_OK)
             watch_pairing_free(&wp);
+        /* Macs: whether a bootstrap token is escrowed (never the token). */
+        if (strcmp(e.channel, "device") == 0) {
+            int esc = mdm_bootstrap_token_escrowed(s, e.device_id);
+            json_object_set_new(o, "bootstrap_token_escrowed", esc < 0 ? json_null() : json_boolean(esc));
+        }
         http_reply_json(resp, 200, o);
     } else if (strcmp(sub, "commands") == 0 && req->method == HTTP_M_GET) {
         char pend[8], lim[16];

@@ -34,6 +34,9 @@ typedef struct {
      * and the organization id (hex SHA-256 of ca_cert) tokens carry. */
     unsigned char pairing_key[32];
     char org_id[65];
+    /* Seals escrowed bootstrap tokens (seal.h, DATA_DIR/escrow.key, shared
+     * by every instance on one database). */
+    unsigned char escrow_key[32];
     /* ADE configuration URL: HTTP Digest when --ade-auth is set (NULL:
      * no authentication). Mutable behind the pointer: it keeps the replay
      * table and reloads the user file (its own lock). */

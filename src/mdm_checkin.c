@@ -227,6 +227,19 @@ static const mdm_key_spec_t get_token_keys[] = {
     {"TokenServiceType", PLIST_STRING, 1},
     {"TokenParameters", PLIST_DICT, 0},
 };
+static const mdm_key_spec_t set_bootstrap_token_keys[] = {
+    {"BootstrapToken", PLIST_DATA, 0},
+    {"AwaitingConfiguration", PLIST_BOOL, 0},
+};
+static const mdm_key_spec_t get_bootstrap_token_keys[] = {
+    {"AwaitingConfiguration", PLIST_BOOL, 0},
+};
+/* UserID is required too; the envelope parser has checked its type and the
+ * handler that it is there. */
+static const mdm_key_spec_t user_authenticate_keys[] = {
+    {"DigestResponse", PLIST_STRING, 0},
+};
+#define NKEYS(a) (sizeof(a) / sizeof(a)[0])
 
 static const struct {
     const char *type;
@@ -236,10 +249,15 @@ static const struct {
 } checkin_types[] = {
     {"Authenticate", checkin_authenticate, mdm_authenticate_keys, MDM_AUTHENTICATE_NKEYS},
     {"TokenUpdate", checkin_token_update, mdm_token_update_keys, MDM_TOKEN_UPDATE_NKEYS},
-    {"CheckOut", checkin_checkout, checkout_keys, sizeof checkout_keys / sizeof checkout_keys[0]},
+    {"CheckOut", checkin_checkout, checkout_keys, NKEYS(checkout_keys)},
     {"DeclarativeManagement", mdm_checkin_declarative_management, declarative_management_keys,
-     sizeof declarative_management_keys / sizeof declarative_management_keys[0]},
-    {"GetToken", mdm_checkin_get_token, get_token_keys, sizeof get_token_keys / sizeof get_token_keys[0]},
+     NKEYS(declarative_management_keys)},
+    {"GetToken", mdm_checkin_get_token, get_token_keys, NKEYS(get_token_keys)},
+    {"SetBootstrapToken", mdm_checkin_set_bootstrap_token, set_bootstrap_token_keys,
+     NKEYS(set_bootstrap_token_keys)},
+    {"GetBootstrapToken", mdm_checkin_get_bootstrap_token, get_bootstrap_token_keys,
+     NKEYS(get_bootstrap_token_keys)},
+    {"UserAuthenticate", mdm_checkin_user_authenticate, user_authenticate_keys, NKEYS(user_authenticate_keys)},
 };
 
 /* Handles a parsed check-in message (shared with the single-URL route). */

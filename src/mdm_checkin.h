@@ -16,6 +16,20 @@ void mdm_checkin_declarative_management(worker_t *w, const http_request_t *req, 
 void mdm_checkin_get_token(worker_t *w, const http_request_t *req, mdm_message_t *m, const mdm_identity_t *ident,
                            http_response_t *resp);
 
+/* SetBootstrapToken / GetBootstrapToken: bootstrap token escrow, sealed
+ * with DATA_DIR/escrow.key (mdm_bootstrap.c). */
+#define MDM_ESCROW_KEY_FILE "escrow.key"
+void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                                     const mdm_identity_t *ident, http_response_t *resp);
+void mdm_checkin_get_bootstrap_token(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                                     const mdm_identity_t *ident, http_response_t *resp);
+/* 1 if a bootstrap token is escrowed for this UDID, 0 if not, -1 on a
+ * storage error (admin API). */
+int mdm_bootstrap_token_escrowed(store_t *s, const char *udid);
+/* UserAuthenticate: no digest needed for network users (mdm_userauth.c). */
+void mdm_checkin_user_authenticate(worker_t *w, const http_request_t *req, mdm_message_t *m,
+                                   const mdm_identity_t *ident, http_response_t *resp);
+
 /* The keys Authenticate and TokenUpdate must carry beyond the envelope
  * (shared with the NanoMDM migration endpoint, which takes the same
  * messages). */

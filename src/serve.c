@@ -21,9 +21,11 @@
 #include "ade_syncer.h"
 #include "inactivity.h"
 #include "log.h"
+#include "mdm_checkin.h"
 #include "pairing.h"
 #include "pki.h"
 #include "push.h"
+#include "seal.h"
 #include "store.h"
 #include "util.h"
 
@@ -185,6 +187,11 @@ static int load_enrollment(const config_t *cfg, app_t *app)
         log_error("Apple Watch pairing: %s", why);
         return -1;
     }
+    if (seal_key_load(cfg->data_dir, MDM_ESCROW_KEY_FILE, "bootstrap token escrow key", app->escrow_key, why,
+                      sizeof why) != 0) {
+        log_error("bootstrap token escrow: %s", why);
+        return -1;
+    }
     if (pairing_org_id(app->ca_cert, app->org_id) != 0) {
         log_error("Apple Watch pairing: cannot hash the CA certificate");
         return -1;
@@ -204,6 +211,7 @@ static void unload_enrollment(app_t *app)
     free((char *)app->push_topic);
     identity_verifier_free(app->machineinfo_verifier);
     OPENSSL_cleanse(app->pairing_key, sizeof app->pairing_key);
+    OPENSSL_cleanse(app->escrow_key, sizeof app->escrow_key);
     digest_auth_free(app->ade_digest);
 }
 
