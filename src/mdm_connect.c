@@ -101,6 +101,7 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
         log_warn("cannot record last-seen for %s: %s", m->id, s->ops->errmsg(s));
 
     command_report_t report;
+    char applied_type[64] = "";
     char *chain_json = NULL;
     if (!idle) {
         if (chain) {
@@ -112,7 +113,9 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
                                     .status = m->status,
                                     .raw = req->body,
                                     .raw_len = req->body_len,
-                                    .error_chain_json = chain_json};
+                                    .error_chain_json = chain_json,
+                                    .applied_type = applied_type,
+                                    .applied_type_len = sizeof applied_type};
     }
     int applied = 0;
     command_t next;
@@ -130,8 +133,9 @@ void mdm_connect_dispatch(worker_t *w, const http_request_t *req, mdm_message_t 
     if (applied)
         record_supervision(w, m, now);
     /* An erased phone never checks out: its watches learn of it here. */
-    if (applied && !m->user_channel && strcmp(m->status, "Acknowledged") == 0)
-        watch_on_command_acknowledged(s, m->device_id, m->command_uuid);
+    if (applied && !m->user_channel && strcmp(m->status, "Acknowledged") == 0 &&
+        strcmp(applied_type, "EraseDevice") == 0)
+        watch_on_phone_gone(s, m->device_id, "was erased (EraseDevice acknowledged)");
     /* ADE await configuration: DeviceConfigured once the setup commands
      * are done; its answer clears the flag. */
     if (!m->user_channel)

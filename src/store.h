@@ -123,6 +123,12 @@ typedef struct {
     const unsigned char *raw;
     size_t raw_len;
     const char *error_chain_json; /* may be NULL */
+    /* Optional out (NULL = not wanted): when the report applies, the
+     * command's RequestType is copied here, NUL-terminated and cut to fit
+     * applied_type_len; "" when it does not. The exchange knows it anyway,
+     * so callers need no second lookup to act on, say, EraseDevice. */
+    char *applied_type;
+    size_t applied_type_len;
 } command_report_t;
 
 typedef struct {

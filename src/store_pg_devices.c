@@ -214,7 +214,8 @@ static const char *const sql[] = {
         "   '{\"command_uuid\":' || orchard_json_str(uuid) || ',\"status\":' || orchard_json_str($3::text) ||"
         "   ',\"request_type\":' || orchard_json_str(request_type) || '}'"
         "  FROM r)"
-        " SELECT (SELECT count(*) FROM r), n.uuid, n.request_type, n.body, n.created_at"
+        " SELECT (SELECT count(*) FROM r), (SELECT request_type FROM r LIMIT 1),"
+        "  n.uuid, n.request_type, n.body, n.created_at"
         " FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
         "  SELECT " COMMAND_COLUMNS " FROM command_targets t JOIN commands c ON c.id = t.command_id"
         "  WHERE t.enrollment_id = $1::text AND t.pending AND t.status <> 'NotNow' AND c.uuid <> $2::text"
@@ -772,6 +773,8 @@ int pg_command_exchange(store_t *base, const char *id, const command_report_t *r
     if (next)
         memset(next, 0, sizeof *next);
     REQUIRE_ARG(s, id);
+    if (report && report->applied_type && report->applied_type_len)
+        report->applied_type[0] = '\0';
 
     pg_params p;
     pgp_init(&p);
@@ -789,7 +792,7 @@ int pg_command_exchange(store_t *base, const char *id, const command_report_t *r
         pgp_int(&p, now);
         if (run(s, D_EXCHANGE_REPORT, &p, "recording command result", &r, NULL) != STORE_OK)
             return STORE_ERR;
-        col = 1;
+        col = 2;
     } else if (run(s, D_NEXT_ANY, &p, "selecting next command", &r, NULL) != STORE_OK) {
         return STORE_ERR;
     }
@@ -797,6 +800,8 @@ int pg_command_exchange(store_t *base, const char *id, const command_report_t *r
     int applied = report && PQntuples(r) == 1 ? pgc_int(r, 0, 0) > 0 : 0;
     if (report_applied)
         *report_applied = applied;
+    if (applied && report->applied_type && report->applied_type_len && !PQgetisnull(r, 0, 1))
+        snprintf(report->applied_type, report->applied_type_len, "%s", PQgetvalue(r, 0, 1));
     int rc;
     if (PQntuples(r) == 0 || PQgetisnull(r, 0, col)) {
         rc = pg_fail(s, STORE_NOTFOUND, "no pending command");

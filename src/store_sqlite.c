@@ -537,7 +537,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_RESULT_EVENT] = "INSERT INTO events (at, enrollment_id, kind, detail)"
                         " SELECT ?1, ?2, 'command_result', json_object('command_uuid', uuid, 'status', ?3,"
                         "  'request_type', request_type)"
-                        " FROM commands WHERE uuid = ?4",
+                        " FROM commands WHERE uuid = ?4 RETURNING json_extract(detail, '$.request_type')",
     [ST_NEXT_ANY] = "SELECT c.uuid, c.request_type, c.body, c.created_at"
                     " FROM command_targets t JOIN commands c ON c.id = t.command_id"
                     " WHERE t.enrollment_id = ?1 AND t.pending = 1"
@@ -1538,7 +1538,18 @@ static int apply_report(sq_store *s, const char *id, const command_report_t *r, 
     if (bind_int(st, 1, now) | bind_text(st, 2, id) | bind_text(st, 3, r->status) |
         bind_text(st, 4, r->command_uuid))
         return bind_failed(s, st, "command_exchange");
-    return exec_stmt(s, st, "logging command result", NULL);
+    /* One row back: the RequestType the event recorded. */
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        if (r->applied_type && r->applied_type_len)
+            snprintf(r->applied_type, r->applied_type_len, "%s", type ? type : "");
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_DONE)
+        return bind_failed(s, st, "logging command result");
+    stmt_release(st);
+    return STORE_OK;
 }
 
 static int sq_command_exchange(store_t *base, const char *id, const command_report_t *report, int64_t now,
@@ -1551,6 +1562,8 @@ static int sq_command_exchange(store_t *base, const char *id, const command_repo
     if (next)
         memset(next, 0, sizeof *next);
     REQUIRE_ARG(s, id);
+    if (report && report->applied_type && report->applied_type_len)
+        report->applied_type[0] = '\0';
 
     /* An Idle poll only reads: it runs as one autocommit SELECT and takes no
      * write lock, so idle devices never queue behind writers. */

@@ -43,13 +43,10 @@ int watch_is_watch(store_t *s, const enrollment_t *e);
  * either way). */
 void watch_on_authenticate(store_t *s, const char *udid);
 
-/* After a device acknowledged a command: if it was EraseDevice, the device
- * (a phone, if it has watches) is wiped and will send no CheckOut, so its
- * watches are flagged as after a CheckOut. Logged, never fatal. */
-void watch_on_command_acknowledged(store_t *s, const char *device_id, const char *command_uuid);
-
-/* After a phone's CheckOut: each of its watches gets a "phone_unenrolled"
- * event ({"phone_udid", "reason"}). Logged, never fatal. */
+/* After a phone's CheckOut, or its acknowledged EraseDevice (a wiped phone
+ * sends no CheckOut; mdm_connect.c learns the RequestType from the
+ * exchange): each of its watches gets a "phone_unenrolled" event
+ * ({"phone_udid", "reason"}). Logged, never fatal. */
 void watch_on_phone_gone(store_t *s, const char *phone, const char *why);
 
 /* The state shown for a pairing: the stored "profile_issued" / "enrolled",

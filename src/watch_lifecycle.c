@@ -211,21 +211,6 @@ void watch_on_phone_gone(store_t *s, const char *phone, const char *why)
     strlist_free(&l);
 }
 
-void watch_on_command_acknowledged(store_t *s, const char *device_id, const char *command_uuid)
-{
-    command_t c;
-    int rc = s->ops->command_get(s, command_uuid, &c);
-    if (rc != STORE_OK) {
-        if (rc == STORE_ERR)
-            log_warn("%s: cannot read acknowledged command %.64s: %s", device_id, command_uuid, s->ops->errmsg(s));
-        return;
-    }
-    int erased = c.request_type && strcmp(c.request_type, "EraseDevice") == 0;
-    command_free(&c);
-    if (erased)
-        watch_on_phone_gone(s, device_id, "was erased (EraseDevice acknowledged)");
-}
-
 const char *watch_pairing_state(store_t *s, const watch_pairing_t *p)
 {
     enrollment_t phone;

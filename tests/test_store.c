@@ -980,20 +980,27 @@ static void test_repeated_report_is_idempotent(void **state)
 
     int applied = -1;
     char next[UUID_LEN];
+    char type[8] = "junk"; /* short: the type is cut to fit */
     command_report_t ack = conf_report(c1, CMD_STATUS_ACKNOWLEDGED, "<plist>first</plist>", NULL);
+    ack.applied_type = type;
+    ack.applied_type_len = sizeof type;
     assert_int_equal(conf_exchange(fx, dev, &ack, CONF_T0 + 10, &applied, next, sizeof next), STORE_OK);
     assert_int_equal(applied, 1);
+    assert_string_equal(type, "DeviceI"); /* DeviceInformation, cut */
 
     /* The device resends (its response was lost), then sends something
      * contradictory: neither changes the stored outcome. */
     command_report_t again = conf_report(c1, CMD_STATUS_ACKNOWLEDGED, "<plist>second</plist>", NULL);
     command_report_t contra = conf_report(c1, CMD_STATUS_ERROR, "<plist>error</plist>", "[]");
+    again.applied_type = contra.applied_type = type;
+    again.applied_type_len = contra.applied_type_len = sizeof type;
     const command_report_t *repeats[] = {&again, &contra};
     for (int r = 0; r < 2; r++) {
         applied = -1;
         assert_int_equal(conf_exchange(fx, dev, repeats[r], CONF_T0 + 20 + r, &applied, next, sizeof next),
                          STORE_OK);
         assert_int_equal(applied, 0);
+        assert_string_equal(type, ""); /* not applied: no type */
         assert_string_equal(next, c2); /* the queue is served as usual */
     }
 
@@ -1028,15 +1035,26 @@ static void test_report_for_unknown_or_foreign_command(void **state)
 
     /* d2 cannot complete (or learn about) a command queued for d1. */
     command_report_t foreign = conf_report(c1, CMD_STATUS_ACKNOWLEDGED, "<plist/>", NULL);
+    char type[32] = "junk";
+    foreign.applied_type = type;
+    foreign.applied_type_len = sizeof type;
     applied = -1;
     assert_int_equal(conf_exchange(fx, d2, &foreign, CONF_T0 + 3, &applied, next, sizeof next), STORE_NOTFOUND);
     assert_int_equal(applied, 0);
-
+    assert_string_equal(type, "");
     conf_targets_t t;
     int i = -1;
     assert_int_equal(conf_target_of(fx, c1, d1, &t, &i), STORE_OK);
     assert_string_equal(t.row[i].status, CMD_STATUS_QUEUED);
     assert_false(t.row[i].has_result);
+    /* d1 can, and learns what it acknowledged. */
+    assert_int_equal(conf_exchange(fx, d1, &foreign, CONF_T0 + 4, &applied, next, sizeof next), STORE_NOTFOUND);
+    assert_int_equal(applied, 1);
+    assert_string_equal(type, "EraseDevice");
+
+    assert_int_equal(conf_target_of(fx, c1, d1, &t, &i), STORE_OK);
+    assert_string_equal(t.row[i].status, CMD_STATUS_ACKNOWLEDGED); /* by d1 itself */
+    assert_true(t.row[i].has_result);
 }
 
 static void test_commands_handed_out_in_enqueue_order(void **state)
