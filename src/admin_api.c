@@ -1,7 +1,7 @@
-/* Admin API under /v1 (JSON), key required.
- *
- * The enqueue and push calls keep NanoMDM's URLs and response shape so
- * existing tools work unchanged; the rest is orchard's own read/cancel API.
+/* Admin API under /v1 (JSON), key required: the key check, routing to the
+ * feature files (enqueue and push in admin_enqueue.c, which keep NanoMDM's
+ * URLs and response shape so existing tools work unchanged), and orchard's
+ * own device, command and event views.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,6 @@
 
 #include "api_json.h"
 #include "app.h"
-#include "ddm_schema.h"
 #include "log.h"
 #include "mdm_checkin.h"
 #include "mdm_message.h"
@@ -21,8 +20,6 @@
 #include "plist_json.h"
 #include "util.h"
 #include "watch.h"
-
-#define MAX_TARGETS 10000
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -52,278 +49,6 @@ int admin_authorized(const app_t *app, const http_request_t *req)
         return ok;
     }
     return 0;
-}
-
-/* Splits "a,b,c" into validated ids. Returns the count, or -1 (reason set). */
-static int split_ids(const char *list, char ***out, char *why, size_t len)
-{
-    *out = NULL;
-    char *copy = strdup(list);
-    if (!copy) {
-        snprintf(why, len, "out of memory");
-        return -1;
-    }
-    size_t cap = 8, n = 0;
-    char **ids = malloc(cap * sizeof *ids);
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); ids && tok; tok = strtok_r(NULL, ",", &save)) {
-        /* A user channel id is "<device>:<user>", each part a plain id. */
-        char *colon = strchr(tok, ':');
-        int ok = colon ? (*colon = '\0', mdm_id_valid(tok) && mdm_id_valid(colon + 1)) : mdm_id_valid(tok);
-        if (colon)
-            *colon = ':';
-        if (!ok) {
-            snprintf(why, len, "'%.64s' is not a valid enrollment id", tok);
-            goto fail;
-        }
-        if (n == MAX_TARGETS) {
-            snprintf(why, len, "more than %d ids in one call", MAX_TARGETS);
-            goto fail;
-        }
-        if (n == cap) {
-            char **grown = realloc(ids, 2 * cap * sizeof *ids);
-            if (!grown)
-                goto oom;
-            ids = grown;
-            cap *= 2;
-        }
-        if (!(ids[n] = strdup(tok)))
-            goto oom;
-        n++;
-    }
-    if (!ids)
-        goto oom;
-    if (n == 0) {
-        snprintf(why, len, "no enrollment id given");
-        goto fail;
-    }
-    free(copy);
-    *out = ids;
-    return (int)n;
-oom:
-    snprintf(why, len, "out of memory");
-fail:
-    for (size_t i = 0; ids && i < n; i++)
-        free(ids[i]);
-    free(ids);
-    free(copy);
-    return -1;
-}
-
-static void free_ids(char **ids, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
-}
-
-/* Sends a wake-up to one enrollment; fills the NanoMDM-style per-id object. */
-static void push_one(worker_t *w, const char *id, json_t *entry)
-{
-    enrollment_t e;
-    int rc = w->store->ops->enrollment_get(w->store, id, &e);
-    if (rc != STORE_OK) {
-        json_object_set_new(entry, "push_error", json_string(rc == STORE_NOTFOUND ? "unknown enrollment"
-                                                                                    : "storage error"));
-        return;
-    }
-    /* Asynchronous: "queued" means the push thread has it; its outcome is
-     * recorded on the enrollment (last_push_*) and in GET /v1/push-status. */
-    char err[700];
-    if (pusher_push(w->app->pusher, &e, err, sizeof err) == 0)
-        json_object_set_new(entry, "push_result", json_string("queued"));
-    else
-        json_object_set_new(entry, "push_error", json_string(err));
-    enrollment_free(&e);
-}
-
-/* ---- Apple Watch targets ------------------------------------------------------------ */
-
-/* What in this command watchOS cannot run: the RequestType, or a payload
- * type inside an InstallProfile's (unsigned) profile. NULL when all is
- * supported or unknown to Apple's schema (new names are let through).
- * *note is set when an InstallProfile payload could not be read (signed). */
-static const char *watch_unsupported(const plist_t *inner, const char *rtype, char *what, size_t len,
-                                     const char **note)
-{
-    *note = NULL;
-    if (mdm_command_on_watchos(rtype) == 0) {
-        snprintf(what, len, "command %s", rtype);
-        return what;
-    }
-    if (strcmp(rtype, "InstallProfile") != 0)
-        return NULL;
-    size_t plen = 0;
-    const unsigned char *pdata = plist_data(plist_dict_get(inner, "Payload"), &plen);
-    plist_t *profile = pdata && plen ? plist_parse((const char *)pdata, plen, NULL, 0) : NULL;
-    if (!profile) {
-        *note = "the profile is signed or not a plist: its payload types were not checked against watchOS";
-        return NULL;
-    }
-    const plist_t *content = plist_dict_get(profile, "PayloadContent");
-    const char *found = NULL;
-    for (size_t i = 0; !found && i < plist_array_size(content); i++) {
-        const char *t = plist_dict_get_string(plist_array_get(content, i), "PayloadType");
-        if (t && mdm_payload_on_watchos(t) == 0) {
-            snprintf(what, len, "profile payload %.100s", t);
-            found = what;
-        }
-    }
-    plist_free(profile);
-    return found;
-}
-
-/* Refuses (400, 1 returned) a command that watchOS does not support when a
- * target is an Apple Watch; enrollments are only looked up when the
- * command has something a watch cannot run. */
-static int refuse_on_watches(worker_t *w, const plist_t *cmd, const plist_t *inner, const char *rtype,
-                             char *const *ids, int n, http_response_t *resp)
-{
-    (void)cmd;
-    char what[160];
-    const char *note = NULL;
-    const char *bad = watch_unsupported(inner, rtype, what, sizeof what, &note);
-    if (note)
-        log_info("enqueue %s: %s", rtype, note);
-    if (!bad)
-        return 0;
-    store_t *s = w->store;
-    for (int i = 0; i < n; i++) {
-        enrollment_t e;
-        int rc = s->ops->enrollment_get(s, ids[i], &e);
-        if (rc == STORE_NOTFOUND)
-            continue;
-        if (rc != STORE_OK) {
-            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
-            return 1;
-        }
-        int watch = watch_is_watch(s, &e);
-        enrollment_free(&e);
-        if (watch < 0) {
-            http_refuse(resp, 503, 1, "storage error: %s", s->ops->errmsg(s));
-            return 1;
-        }
-        if (watch) {
-            http_refuse(resp, 400, 1, "%s is not supported on watchOS and %.100s is an Apple Watch; nothing queued",
-                        bad, ids[i]);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* ---- NanoMDM-compatible calls ------------------------------------------------ */
-
-static void api_enqueue(worker_t *w, const http_request_t *req, const char *idlist, http_response_t *resp)
-{
-    if (req->method != HTTP_M_PUT && req->method != HTTP_M_POST) {
-        http_refuse(resp, 405, 1, "enqueue takes PUT with a command plist body");
-        return;
-    }
-    char why[256];
-    char **ids;
-    int n = split_ids(idlist, &ids, why, sizeof why);
-    if (n < 0) {
-        http_refuse(resp, 400, 1, "%s", why);
-        return;
-    }
-    plist_t *cmd = req->body_len ? plist_parse((const char *)req->body, req->body_len, why, sizeof why) : NULL;
-    const char *uuid = NULL, *rtype = NULL;
-    if (!cmd) {
-        http_refuse(resp, 400, 1, "command is not a valid plist: %s", req->body_len ? why : "empty body");
-        goto out;
-    }
-    const plist_t *inner = plist_type(cmd) == PLIST_DICT ? plist_dict_get(cmd, "Command") : NULL;
-    uuid = plist_type(cmd) == PLIST_DICT ? plist_dict_get_string(cmd, "CommandUUID") : NULL;
-    rtype = inner && plist_type(inner) == PLIST_DICT ? plist_dict_get_string(inner, "RequestType") : NULL;
-    if (!uuid || !mdm_id_valid(uuid)) {
-        http_refuse(resp, 400, 1, "command plist needs a CommandUUID string (printable, no spaces, commas or colons)");
-        goto out;
-    }
-    if (!rtype || !*rtype) {
-        http_refuse(resp, 400, 1, "command plist needs Command (a dict) with a RequestType string");
-        goto out;
-    }
-    HTTP_LOG(resp, log_type, rtype);
-    HTTP_LOG(resp, log_id, uuid);
-    if (refuse_on_watches(w, cmd, inner, rtype, ids, n, resp))
-        goto out;
-
-    command_t c = {.uuid = (char *)uuid,
-                   .request_type = (char *)rtype,
-                   .body = (unsigned char *)req->body,
-                   .body_len = req->body_len,
-                   .created_at = util_now()};
-    int *status = calloc((size_t)n, sizeof *status);
-    if (!status) {
-        http_refuse(resp, 503, 1, "out of memory");
-        goto out;
-    }
-    int rc = w->store->ops->command_enqueue(w->store, &c, (const char *const *)ids, (size_t)n, status, c.created_at);
-    if (rc == STORE_CONFLICT || rc == STORE_ERR) {
-        if (rc == STORE_CONFLICT)
-            http_refuse(resp, 409, 1, "a command with UUID %s already exists", uuid);
-        else
-            http_refuse(resp, 503, 1, "storage error: %s", w->store->ops->errmsg(w->store));
-        free(status);
-        goto out;
-    }
-    char nopush_buf[8];
-    const char *nopush = http_query(req, "nopush", nopush_buf, sizeof nopush_buf);
-    int do_push = !(nopush && strcmp(nopush, "0") != 0 && strcasecmp(nopush, "false") != 0);
-
-    json_t *result = json_object(), *per = json_object();
-    int queued = 0;
-    for (int i = 0; i < n; i++) {
-        json_t *entry = json_object();
-        if (status[i] == STORE_OK) {
-            queued++;
-            if (do_push)
-                push_one(w, ids[i], entry);
-        } else {
-            json_object_set_new(entry, "command_error", json_string("unknown enrollment"));
-        }
-        json_object_set_new(per, ids[i], entry);
-    }
-    free(status);
-    json_object_set_new(result, "status", per);
-    if (!do_push)
-        json_object_set_new(result, "no_push", json_true());
-    json_object_set_new(result, "command_uuid", json_string(uuid));
-    json_object_set_new(result, "request_type", json_string(rtype));
-    if (queued == 0) {
-        json_object_set_new(result, "command_error", json_string("no target enrollment is known; nothing queued"));
-        snprintf(resp->log_problem, sizeof resp->log_problem, "enqueue: no known target");
-    }
-    /* Push outcomes are reported per id but do not fail the call: the
-     * command is queued and waits for the device to poll. */
-    http_reply_json(resp, queued == 0 ? 404 : queued < n ? 207 : 200, result);
-out:
-    plist_free(cmd);
-    free_ids(ids, n);
-}
-
-static void api_push(worker_t *w, const http_request_t *req, const char *idlist, http_response_t *resp)
-{
-    if (req->method != HTTP_M_GET && req->method != HTTP_M_POST) {
-        http_refuse(resp, 405, 1, "push takes GET or POST");
-        return;
-    }
-    char why[256];
-    char **ids;
-    int n = split_ids(idlist, &ids, why, sizeof why);
-    if (n < 0) {
-        http_refuse(resp, 400, 1, "%s", why);
-        return;
-    }
-    json_t *per = json_object();
-    for (int i = 0; i < n; i++) {
-        json_t *entry = json_object();
-        push_one(w, ids[i], entry);
-        json_object_set_new(per, ids[i], entry);
-    }
-    free_ids(ids, n);
-    http_reply_json(resp, 200, json_pack("{s:o}", "status", per));
 }
 
 /* ---- devices and commands ------------------------------------------------------ */
@@ -600,12 +325,10 @@ void admin_api_handle(worker_t *w, const http_request_t *req, http_response_t *r
         return;
     if (admin_ddm_handle(w, req, p, resp))
         return;
-    if (strncmp(p, "enqueue/", 8) == 0)
-        api_enqueue(w, req, p + 8, resp);
-    else if (strcmp(p, "push-status") == 0 && req->method == HTTP_M_GET)
+    if (admin_enqueue_handle(w, req, p, resp))
+        return;
+    if (strcmp(p, "push-status") == 0 && req->method == HTTP_M_GET)
         http_reply_json(resp, 200, pusher_status(w->app->pusher));
-    else if (strncmp(p, "push/", 5) == 0)
-        api_push(w, req, p + 5, resp);
     else if (strcmp(p, "devices") == 0 && req->method == HTTP_M_GET)
         api_devices_list(w, req, resp);
     else if (strncmp(p, "devices/", 8) == 0)

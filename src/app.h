@@ -91,6 +91,9 @@ int admin_ade_setup_handle(worker_t *w, const http_request_t *req, const char *s
  * /v1/sets, /v1/groups, /v1/asset-data, /v1/ddm and the DDM views of
  * /v1/devices/{id} (admin_ddm.c; 1 if it handled the path); device asset
  * data downloads GET /mdm/assets/<name> (mdm_asset.c). */
+/* Enqueue and push calls: /v1/enqueue/IDS, /v1/enqueue?group=|all=,
+ * /v1/push/IDS (admin_enqueue.c; 1 when it handled the request). */
+int admin_enqueue_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 int admin_ddm_handle(worker_t *w, const http_request_t *req, const char *sub, http_response_t *resp);
 void mdm_asset_handle(worker_t *w, const http_request_t *req, http_response_t *resp);
 /* Automated Device Enrollment admin calls under /v1/ade/ (admin_ade.c; 1 if
