@@ -20,6 +20,8 @@ typedef struct {
     int insecure;
     int nopush;
     int pending;
+    int all;
+    const char *group;
     const char *state, *model, *serial, *limit, *after;
     const char *pos[4];
     int npos;
@@ -31,7 +33,10 @@ static const char *const help_text[][2] = {
                 "       orchard devices commands ID [--pending] [--limit N]\n"
                 "       orchard devices events ID\n"},
     {"enqueue", "usage: orchard enqueue ID[,ID...] FILE|- [--nopush]\n"
-                "  Queues the raw command plist in FILE (or standard input) for each id.\n"},
+                "       orchard enqueue --group NAME FILE|- [--nopush]\n"
+                "       orchard enqueue --all FILE|- [--nopush]\n"
+                "  Queues the raw command plist in FILE (or standard input) for each id, for\n"
+                "  every active member of a device group, or for every active device.\n"},
     {"commands", "usage: orchard commands show UUID\n"
                  "       orchard commands cancel ID UUID\n"},
     {"push", "usage: orchard push ID[,ID...]\n"},
@@ -69,6 +74,10 @@ static int parse_opts(int argc, char **argv, cli_opts_t *o)
             o->pending = 1;
             continue;
         }
+        if (strcmp(a, "--all") == 0) {
+            o->all = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return 1;
         if (strcmp(a, "--server") == 0)
@@ -89,6 +98,8 @@ static int parse_opts(int argc, char **argv, cli_opts_t *o)
             slot = &o->limit;
         else if (strcmp(a, "--after") == 0)
             slot = &o->after;
+        else if (strcmp(a, "--group") == 0)
+            slot = &o->group;
         if (slot) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "orchard: %s needs a value\n", a);
@@ -176,21 +187,26 @@ static int run(const char *command, cli_opts_t *o)
         }
         if (path)
             rc = api_call(o, "GET", path, NULL, 0);
-    } else if (strcmp(command, "enqueue") == 0 && o->npos == 2) {
+    } else if (strcmp(command, "enqueue") == 0 && o->npos == ((o->group || o->all) ? 1 : 2) &&
+               !(o->group && o->all)) {
+        const char *file = o->pos[o->npos - 1];
         size_t len = 0;
-        char *body = NULL;
-        if (strcmp(o->pos[1], "-") == 0) {
-            body = util_read_file("/dev/stdin", 64 * 1024 * 1024, &len);
-        } else {
-            body = util_read_file(o->pos[1], 64 * 1024 * 1024, &len);
-        }
+        char *body = util_read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, 64 * 1024 * 1024, &len);
         if (!body) {
-            fprintf(stderr, "orchard: cannot read command file %s\n", o->pos[1]);
+            fprintf(stderr, "orchard: cannot read command file %s\n", file);
             rc = 1;
         } else {
-            a = escape_ids(c, o->pos[0]);
-            path = util_strdup_printf("/v1/enqueue/%s%s", a, o->nopush ? "?nopush=1" : "");
-            rc = api_call(o, "PUT", path, body, len);
+            const char *np = o->nopush ? "nopush=1" : "";
+            if (o->group) {
+                a = escape_one(c, o->group);
+                path = util_strdup_printf("/v1/enqueue?group=%s%s%s", a, *np ? "&" : "", np);
+            } else if (o->all) {
+                path = util_strdup_printf("/v1/enqueue?all=1%s%s", *np ? "&" : "", np);
+            } else {
+                a = escape_ids(c, o->pos[0]);
+                path = util_strdup_printf("/v1/enqueue/%s%s%s", a, *np ? "?" : "", np);
+            }
+            rc = path ? api_call(o, "PUT", path, body, len) : 1;
             free(body);
         }
     } else if (strcmp(command, "commands") == 0) {

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -212,10 +213,59 @@ static void test_group_and_fleet(void **state)
     devsim_free(watch);
 }
 
+/* The CLI's --group and --all reach the same calls. */
+static void test_cli(void **state)
+{
+    (void)state;
+    char hex[9], udid[64], group[32], uuid[64];
+    assert_int_equal(util_random_hex(hex, 4), 0);
+    snprintf(udid, sizeof udid, "BULK-CLI-%s", hex);
+    snprintf(group, sizeof group, "cli-%s", hex);
+    devsim_t *d = enroll(udid, "iPhone16,1");
+    add_member(group, udid);
+    char file[] = "/tmp/orchard-bulk-cmd-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *bin = getenv("ORCHARD_BIN");
+    char *common = util_strdup_printf("--server %s --cacert %s --api-key %s", srv.base_url, srv.ca_path,
+                                      TESTSERVER_API_KEY);
+    char *outpath = util_strdup_printf("%s.out", file);
+    const char *how[] = {"--group", "--all"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(uuid, sizeof uuid, "BULK-CLI-%d-%s", i, hex);
+        size_t len = 0;
+        char *xml = command_xml(uuid, "ProfileList", &len);
+        assert_int_equal(util_write_file(file, xml, len, 0600), 0);
+        free(xml);
+        char *cmd = util_strdup_printf("%s enqueue %s %s %s --nopush %s > %s 2>&1", bin, how[i], i ? "" : group,
+                                       file, common, outpath);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        char *out = util_read_file(outpath, 1 << 20, NULL);
+        assert_non_null(out);
+        /* The group has this device only; the fleet has the first test's too. */
+        assert_non_null(strstr(out, i ? "\"queued\": " : "\"queued\": 1,"));
+        free(out);
+    }
+    char got[4][64];
+    assert_int_equal(drain(d, got, 4), 2);
+    /* Both selectors at once: a usage error, nothing sent. */
+    char *cmd = util_strdup_printf("%s enqueue --group %s --all %s %s > %s 2>&1", bin, group, file, common, outpath);
+    assert_int_not_equal(system(cmd), 0);
+    free(cmd);
+    unlink(outpath);
+    unlink(file);
+    free(outpath);
+    free(common);
+    devsim_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_and_fleet),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests_name("enqueue", tests, setup, teardown);
 }
