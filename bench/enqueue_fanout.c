@@ -10,7 +10,9 @@
  *          The ids travel in the request line, which the server's 32 KiB
  *          header limit bounds: with 25-character UDIDs about 1,200 ids fit
  *          in one call, not the 10,000 the API would accept; one call with
- *          10,000 ids is sent too and its status reported.
+ *          10,000 ids is sent too and its status reported;
+ *   fleet: one PUT /v1/enqueue?all=1 (every active device channel: the
+ *          call an admin makes for the whole fleet, no id list at all).
  * nopush=1: no APNs here, so the figures leave the pushes out.
  * Usage: enqueue_fanout [--db URL] [--targets N] [--batch B]
  * Without --db a fresh SQLite database in a temporary directory; with --db a
@@ -239,6 +241,20 @@ int main(int argc, char **argv)
         if (big)
             printf("http   one call with 10,000 ids (%d-byte request line): status %ld\n", 10000 * (ID_LEN + 1) + 21,
                    big);
+        char uuid[37];
+        util_uuid4(uuid);
+        char *body = command_body(uuid);
+        json_t *o = NULL;
+        int64_t f0 = util_now_us();
+        long fst = body ? testserver_api(&srv, "", "PUT", "/v1/enqueue?all=1&nopush=1", body, strlen(body), &o) : -1;
+        double fs = (double)(util_now_us() - f0) / 1e6;
+        json_int_t fq = json_integer_value(json_object_get(o, "queued"));
+        printf("fleet  PUT /v1/enqueue?all=1 (nopush), one call: %.2f s, %.0f targets/s, %lld queued, status %ld\n",
+               fs, (double)fq / fs, (long long)fq, fst);
+        json_decref(o);
+        free(body);
+        if (fst != 200 || fq != n)
+            failed++;
         rc = testserver_stop(&srv) == 0 && failed == 0 ? 0 : 1;
         curl_global_cleanup();
     } else {

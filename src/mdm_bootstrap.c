@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "log.h"
 #include "mdm_checkin.h"
 #include "plist.h"
@@ -54,9 +52,30 @@ static int authorize_device_channel(worker_t *w, const mdm_message_t *m, const m
     return code;
 }
 
-static int setting_ops(const store_t *s)
+/* The start both messages share: the Mac's device channel is authorized,
+ * the store can keep settings, and this Mac's setting name and sealing
+ * label are made (the caller frees both). 0, or -1 after refusing. */
+static int escrow_begin(worker_t *w, const mdm_message_t *m, const mdm_identity_t *ident, http_response_t *resp,
+                        char **name, char **aad)
 {
-    return s->ops->setting_put && s->ops->setting_get && s->ops->setting_delete;
+    *name = *aad = NULL;
+    if (authorize_device_channel(w, m, ident, resp) != 0)
+        return -1;
+    const store_t *s = w->store;
+    if (!s->ops->setting_put || !s->ops->setting_get || !s->ops->setting_delete) {
+        http_refuse(resp, 503, 0, "%s: this storage backend cannot keep bootstrap tokens", m->message_type);
+        return -1;
+    }
+    *name = util_strdup_printf(SETTING_PREFIX "%s", m->device_id);
+    *aad = util_strdup_printf(AAD_PREFIX "%s", m->device_id);
+    if (!*name || !*aad) {
+        free(*name);
+        free(*aad);
+        *name = *aad = NULL;
+        http_refuse(resp, 503, 0, "%s: out of memory", m->message_type);
+        return -1;
+    }
+    return 0;
 }
 
 int mdm_bootstrap_token_escrowed(store_t *s, const char *udid)
@@ -77,30 +96,27 @@ void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm
 {
     (void)req;
     store_t *s = w->store;
-    if (authorize_device_channel(w, m, ident, resp) != 0)
+    char *name, *aad;
+    if (escrow_begin(w, m, ident, resp, &name, &aad) != 0)
         return;
-    if (!setting_ops(s)) {
-        http_refuse(resp, 503, 0, "SetBootstrapToken: this storage backend cannot keep bootstrap tokens");
-        return;
-    }
     size_t len = 0;
     const unsigned char *token = plist_dict_get_data(m->root, "BootstrapToken", &len);
     if (token && len > BOOTSTRAP_TOKEN_MAX) {
+        free(name);
+        free(aad);
         http_refuse(resp, 400, 0, "SetBootstrapToken: BootstrapToken is larger than %d bytes", BOOTSTRAP_TOKEN_MAX);
         return;
     }
-    char *name = util_strdup_printf(SETTING_PREFIX "%s", m->device_id);
-    char *aad = util_strdup_printf(AAD_PREFIX "%s", m->device_id);
     int64_t now = util_now();
-    int rc = STORE_ERR;
-    const char *event = NULL;
-    if (name && aad && token && len > 0) {
+    int rc;
+    const char *event;
+    if (token && len > 0) {
         size_t sealed_len = 0;
         unsigned char *sealed = seal(w->app->escrow_key, aad, token, len, &sealed_len);
         rc = sealed ? s->ops->setting_put(s, name, sealed, sealed_len, now) : STORE_ERR;
         free(sealed);
         event = "bootstrap_token_escrowed";
-    } else if (name && aad) {
+    } else {
         /* Missing or empty: the Mac asks orchard to forget it. */
         rc = s->ops->setting_delete(s, name);
         if (rc == STORE_NOTFOUND)
@@ -110,8 +126,7 @@ void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm
     free(name);
     free(aad);
     if (rc != STORE_OK) {
-        http_refuse(resp, 503, 0, "SetBootstrapToken: storage error: %s",
-                    event ? s->ops->errmsg(s) : "out of memory");
+        http_refuse(resp, 503, 0, "SetBootstrapToken: storage error: %s", s->ops->errmsg(s));
         return;
     }
     if (s->ops->event_add(s, m->device_id, event, NULL, now) != STORE_OK)
@@ -126,18 +141,11 @@ void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm
 static void reply_token(http_response_t *resp, const unsigned char *token, size_t len)
 {
     plist_t *reply = plist_new_dict();
-    char *xml = NULL;
-    size_t xml_len = 0;
-    if (reply && (!token || plist_dict_set(reply, "BootstrapToken", plist_new_data(token, len)) == 0))
-        xml = plist_to_xml(reply, &xml_len);
-    plist_free(reply);
-    if (!xml) {
-        http_refuse(resp, 503, 0, "GetBootstrapToken: out of memory");
-        return;
+    if (reply && token && plist_dict_set(reply, "BootstrapToken", plist_new_data(token, len)) != 0) {
+        plist_free(reply);
+        reply = NULL;
     }
-    http_reply(resp, 200, "application/xml", xml, xml_len);
-    OPENSSL_cleanse(xml, xml_len);
-    free(xml);
+    mdm_checkin_reply(resp, reply, 1);
 }
 
 void mdm_checkin_get_bootstrap_token(worker_t *w, const http_request_t *req, mdm_message_t *m,
@@ -145,21 +153,16 @@ void mdm_checkin_get_bootstrap_token(worker_t *w, const http_request_t *req, mdm
 {
     (void)req;
     store_t *s = w->store;
-    if (authorize_device_channel(w, m, ident, resp) != 0)
+    char *name, *aad;
+    if (escrow_begin(w, m, ident, resp, &name, &aad) != 0)
         return;
-    if (!setting_ops(s)) {
-        http_refuse(resp, 503, 0, "GetBootstrapToken: this storage backend cannot keep bootstrap tokens");
-        return;
-    }
-    char *name = util_strdup_printf(SETTING_PREFIX "%s", m->device_id);
-    char *aad = util_strdup_printf(AAD_PREFIX "%s", m->device_id);
     unsigned char *sealed = NULL;
     size_t sealed_len = 0;
-    int rc = name && aad ? s->ops->setting_get(s, name, &sealed, &sealed_len) : STORE_ERR;
+    int rc = s->ops->setting_get(s, name, &sealed, &sealed_len);
     free(name);
     if (rc == STORE_ERR) {
         free(aad);
-        http_refuse(resp, 503, 0, "GetBootstrapToken: storage error: %s", aad ? s->ops->errmsg(s) : "out of memory");
+        http_refuse(resp, 503, 0, "GetBootstrapToken: storage error: %s", s->ops->errmsg(s));
         return;
     }
     if (rc == STORE_NOTFOUND) {

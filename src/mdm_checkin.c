@@ -6,7 +6,10 @@
  * device retries instead of unenrolling).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "ade_await.h"
 #include "ade_enroll.h"
@@ -25,6 +28,21 @@ typedef void (*checkin_fn)(worker_t *w, const http_request_t *req, mdm_message_t
 static void storage_failed(worker_t *w, http_response_t *resp)
 {
     http_refuse(resp, 503, 0, "storage error: %s", w->store->ops->errmsg(w->store));
+}
+
+void mdm_checkin_reply(http_response_t *resp, plist_t *reply, int secret)
+{
+    size_t len = 0;
+    char *xml = reply ? plist_to_xml(reply, &len) : NULL;
+    plist_free(reply);
+    if (!xml) {
+        http_refuse(resp, 503, 0, "out of memory building the check-in answer");
+        return;
+    }
+    http_reply(resp, 200, "application/xml", xml, len);
+    if (secret)
+        OPENSSL_cleanse(xml, len);
+    free(xml);
 }
 
 void mdm_authenticate_fields(const mdm_message_t *m, enrollment_t *e)

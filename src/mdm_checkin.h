@@ -30,6 +30,11 @@ int mdm_bootstrap_token_escrowed(store_t *s, const char *udid);
 void mdm_checkin_user_authenticate(worker_t *w, const http_request_t *req, mdm_message_t *m,
                                    const mdm_identity_t *ident, http_response_t *resp);
 
+/* Answers 200 with `reply` (a dict, taken over; NULL means it could not be
+ * built) as an XML plist, or 503 when it cannot be serialized. secret != 0
+ * wipes the serialized copy after sending (tokens). */
+void mdm_checkin_reply(http_response_t *resp, plist_t *reply, int secret);
+
 /* The keys Authenticate and TokenUpdate must carry beyond the envelope
  * (shared with the NanoMDM migration endpoint, which takes the same
  * messages). */

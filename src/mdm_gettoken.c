@@ -119,23 +119,20 @@ void mdm_checkin_get_token(worker_t *w, const http_request_t *req, mdm_message_t
                           .exp = now + w->app->cfg->watch_token_ttl};
     size_t len = 0;
     char *token = pairing_token_mint(w->app->pairing_key, &c, &len);
-    plist_t *reply = plist_new_dict();
-    char *xml = NULL;
-    size_t xml_len = 0;
-    if (token && reply && plist_dict_set(reply, "TokenData", plist_new_data((unsigned char *)token, len)) == 0)
-        xml = plist_to_xml(reply, &xml_len);
-    plist_free(reply);
+    plist_t *reply = token ? plist_new_dict() : NULL;
+    if (reply && plist_dict_set(reply, "TokenData", plist_new_data((unsigned char *)token, len)) != 0) {
+        plist_free(reply);
+        reply = NULL;
+    }
     if (token) {
         OPENSSL_cleanse(token, len);
         free(token);
     }
-    if (!xml) {
+    if (!reply) {
         http_refuse(resp, 503, 0, "GetToken: out of memory building the pairing token");
         return;
     }
-    http_reply(resp, 200, "application/xml", xml, xml_len);
-    OPENSSL_cleanse(xml, xml_len);
-    free(xml);
+    mdm_checkin_reply(resp, reply, 1);
     log_info("pairing token issued: phone %s vouches for watch %s (valid %ld s)", m->device_id, watch_udid,
              w->app->cfg->watch_token_ttl);
 }

@@ -11,27 +11,22 @@
  * must be enrolled, bound to that certificate and active (401 otherwise,
  * as for every device message).
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "mdm_checkin.h"
 #include "plist.h"
 
-static void reply_string(http_response_t *resp, const char *key)
+/* A dict with one empty string: what Apple defines for "no challenge"
+ * (DigestChallenge) and for "refused" (AuthToken). */
+static void reply_empty(http_response_t *resp, const char *key)
 {
     plist_t *reply = plist_new_dict();
-    char *xml = NULL;
-    size_t len = 0;
-    if (reply && plist_dict_set(reply, key, plist_new_string("")) == 0)
-        xml = plist_to_xml(reply, &len);
-    plist_free(reply);
-    if (!xml) {
-        http_refuse(resp, 503, 0, "UserAuthenticate: out of memory");
-        return;
+    if (reply && plist_dict_set(reply, key, plist_new_string("")) != 0) {
+        plist_free(reply);
+        reply = NULL;
     }
-    http_reply(resp, 200, "application/xml", xml, len);
-    free(xml);
+    mdm_checkin_reply(resp, reply, 0);
 }
 
 void mdm_checkin_user_authenticate(worker_t *w, const http_request_t *req, mdm_message_t *m,
@@ -59,9 +54,9 @@ void mdm_checkin_user_authenticate(worker_t *w, const http_request_t *req, mdm_m
     if (plist_dict_get_string(m->root, "DigestResponse")) {
         log_warn("%s: UserAuthenticate with a DigestResponse, but orchard sent no challenge: user not managed",
                  m->id);
-        reply_string(resp, "AuthToken");
+        reply_empty(resp, "AuthToken");
         return;
     }
     log_info("%s: UserAuthenticate: no password digest needed", m->id);
-    reply_string(resp, "DigestChallenge");
+    reply_empty(resp, "DigestChallenge");
 }

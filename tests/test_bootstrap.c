@@ -53,12 +53,7 @@ static int teardown(void **state)
 
 static devsim_t *mac(const char *udid)
 {
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    assert_int_equal(testserver_device_identity(&srv, udid, &key, &cert), 0);
-    devsim_t *d = devsim_new(srv.base_url, srv.ca_path, udid, key, cert, DEVSIM_AUTH_MTLS);
-    EVP_PKEY_free(key);
-    X509_free(cert);
+    devsim_t *d = testserver_devsim(&srv, udid, DEVSIM_AUTH_MTLS);
     assert_non_null(d);
     return d;
 }

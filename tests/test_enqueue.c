@@ -49,12 +49,7 @@ static int teardown(void **state)
 /* An enrolled device; product "iPhone16,1" or e.g. "Watch7,1". */
 static devsim_t *enroll(const char *udid, const char *product)
 {
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    assert_int_equal(testserver_device_identity(&srv, udid, &key, &cert), 0);
-    devsim_t *d = devsim_new(srv.base_url, srv.ca_path, udid, key, cert, DEVSIM_AUTH_MTLS);
-    EVP_PKEY_free(key);
-    X509_free(cert);
+    devsim_t *d = testserver_devsim(&srv, udid, DEVSIM_AUTH_MTLS);
     assert_non_null(d);
     plist_t *m = plist_new_dict();
     plist_dict_set(m, "MessageType", plist_new_string("Authenticate"));

@@ -294,3 +294,15 @@ int testserver_device_identity(const testserver_t *s, const char *udid, EVP_PKEY
 {
     return testpki_issue_device_identity(s->ca_path, s->ca_key_path, udid, key, cert);
 }
+
+devsim_t *testserver_devsim(const testserver_t *s, const char *udid, devsim_auth_t auth)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    if (testserver_device_identity(s, udid, &key, &cert) != 0)
+        return NULL;
+    devsim_t *d = devsim_new(s->base_url, s->ca_path, udid, key, cert, auth);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    return d;
+}

@@ -10,6 +10,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "devsim.h"
+
 #define TESTSERVER_API_KEY "test-admin-key-0123456789abcdef"
 
 typedef struct {
@@ -52,5 +54,8 @@ long testserver_api(const testserver_t *s, const char *key, const char *method, 
                     size_t len, json_t **out);
 /* A device identity issued by the server's CA with CN = udid. */
 int testserver_device_identity(const testserver_t *s, const char *udid, EVP_PKEY **key, X509 **cert);
+/* A device simulator for `udid` speaking to this server with a fresh
+ * identity from its CA (not yet enrolled). NULL on failure. */
+devsim_t *testserver_devsim(const testserver_t *s, const char *udid, devsim_auth_t auth);
 
 #endif
