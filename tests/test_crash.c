@@ -307,18 +307,6 @@ static void *device_main(void *arg)
 
 /* ---- admin: enqueue ------------------------------------------------------------ */
 
-static char *command_xml(const char *uuid, const char *rtype, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string(rtype));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 /* One enqueue, retried with the same UUID while the server is down. 1 when
  * the command is known to exist (200, or 409 for a retry whose earlier
  * attempt was committed); 0 when it gave up (test stopping, or no answer
@@ -350,7 +338,7 @@ static int enqueue(uint64_t targets)
     pthread_mutex_unlock(&mu);
 
     size_t len = 0;
-    char *xml = command_xml(uuid, types[at % 4], &len);
+    char *xml = testserver_command_xml(uuid, types[at % 4], NULL, &len);
     char *ids = NULL;
     for (int i = 0; i < NDEV; i++) {
         if (!(targets >> i & 1))

@@ -69,21 +69,10 @@ static devsim_t *enroll(const char *udid, const char *product)
     return d;
 }
 
-static char *command_xml(const char *uuid, const char *rtype, size_t *len)
-{
-    plist_t *c = plist_new_dict(), *inner = plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string(rtype));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 static long enqueue_to(const char *query, const char *uuid, const char *rtype, json_t **out)
 {
     size_t len = 0;
-    char *xml = command_xml(uuid, rtype, &len);
+    char *xml = testserver_command_xml(uuid, rtype, NULL, &len);
     char *path = util_strdup_printf("/v1/enqueue?%s", query);
     long st = testserver_api(&srv, "", "PUT", path, xml, len, out);
     free(path);
@@ -230,7 +219,7 @@ static void test_cli(void **state)
     for (int i = 0; i < 2; i++) {
         snprintf(uuid, sizeof uuid, "BULK-CLI-%d-%s", i, hex);
         size_t len = 0;
-        char *xml = command_xml(uuid, "ProfileList", &len);
+        char *xml = testserver_command_xml(uuid, "ProfileList", NULL, &len);
         assert_int_equal(util_write_file(file, xml, len, 0600), 0);
         free(xml);
         char *cmd = util_strdup_printf("%s enqueue %s %s %s --nopush %s > %s 2>&1", bin, how[i], i ? "" : group,

@@ -50,24 +50,10 @@ static void sim_free(sim_t *s)
     X509_free(s->cert);
 }
 
-static char *command_xml(const char *uuid, const char *request_type, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = plist_new_dict();
-    if (request_type)
-        plist_dict_set(inner, "RequestType", plist_new_string(request_type));
-    plist_dict_set(c, "Command", inner);
-    if (uuid)
-        plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 static long enqueue(const char *ids, const char *uuid, const char *rtype, json_t **out)
 {
     size_t len;
-    char *xml = command_xml(uuid, rtype, &len);
+    char *xml = testserver_command_xml(uuid, rtype, NULL, &len);
     char *path = util_strdup_printf("/v1/enqueue/%s?nopush=1", ids);
     long st = testserver_api(&srv, "", "PUT", path, xml, len, out);
     free(path);
@@ -360,7 +346,7 @@ static void test_multi_target_enqueue(void **state)
     }
     /* Enqueue with push: no push certificate yet, reported per id, still queued. */
     size_t len;
-    char *xml = command_xml("CMD-MULTI-2", "ProfileList", &len);
+    char *xml = testserver_command_xml("CMD-MULTI-2", "ProfileList", NULL, &len);
     assert_int_equal(testserver_api(&srv, "", "PUT", "/v1/enqueue/UDID-MULTI-A", xml, len, &j), 200);
     free(xml);
     assert_non_null(json_object_get(json_object_get(json_object_get(j, "status"), "UDID-MULTI-A"), "push_error"));
@@ -806,7 +792,7 @@ static void test_cli(void **state)
     int fd = mkstemp(cmdfile);
     assert_true(fd >= 0);
     size_t len;
-    char *xml = command_xml("CMD-CLI-1", "DeviceInformation", &len);
+    char *xml = testserver_command_xml("CMD-CLI-1", "DeviceInformation", NULL, &len);
     assert_int_equal(write(fd, xml, len), (ssize_t)len);
     close(fd);
     free(xml);

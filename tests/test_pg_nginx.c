@@ -119,18 +119,6 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static char *command_xml(const char *uuid, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string("DeviceInformation"));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 /* ---- nginx ----------------------------------------------------------------- */
 
 typedef struct {
@@ -356,7 +344,7 @@ static void test_two_instances_behind_nginx(void **state)
             device_t *dv = &devices[k];
             snprintf(dv->uuid[i], sizeof dv->uuid[i], "NGX-%s-%02d-%d", hex, k, i);
             size_t len;
-            char *xml = command_xml(dv->uuid[i], &len);
+            char *xml = testserver_command_xml(dv->uuid[i], "DeviceInformation", NULL, &len);
             char *path = util_strdup_printf("/v1/enqueue/%s?nopush=1", dv->udid);
             assert_int_equal(testserver_api((k + i) % 2 ? &b : &a, "", "PUT", path, xml, len, NULL), 200);
             free(path);

@@ -126,18 +126,6 @@ static void *device_main(void *arg)
     return NULL;
 }
 
-static char *command_xml(const char *uuid, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string("DeviceInformation"));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 /* Runs tests/pg.sh; the last output line in `out` (if given). */
 static int pg_sh(const char *verb, const char *dir, char *out, size_t cap)
 {
@@ -212,7 +200,7 @@ static void test_outage_under_load(void **state)
         for (int i = 0; i < CMDS; i++) {
             snprintf(dv->uuid[i], sizeof dv->uuid[i], "OUT-%s-%d-%02d", hex, k, i);
             size_t len;
-            char *xml = command_xml(dv->uuid[i], &len);
+            char *xml = testserver_command_xml(dv->uuid[i], "DeviceInformation", NULL, &len);
             char *path = util_strdup_printf("/v1/enqueue/%s?nopush=1", dv->udid);
             assert_int_equal(testserver_api(&srv, "", "PUT", path, xml, len, NULL), 200);
             free(path);

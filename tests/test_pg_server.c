@@ -38,18 +38,6 @@ static const char *test_url(void)
             skip();                                                                                \
     } while (0)
 
-static char *command_xml(const char *uuid, const char *request_type, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string(request_type));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 static const char *json_str(json_t *o, const char *key)
 {
     const char *v = json_string_value(json_object_get(o, key));
@@ -78,7 +66,7 @@ static void test_core_device_flow(void **state)
     assert_int_equal(devsim_token_update(d), 200);
 
     size_t len;
-    char *xml = command_xml(uuid, "DeviceInformation", &len);
+    char *xml = testserver_command_xml(uuid, "DeviceInformation", NULL, &len);
     char *path = util_strdup_printf("/v1/enqueue/%s?nopush=1", udid);
     json_t *j = NULL;
     assert_int_equal(testserver_api(&srv, "", "PUT", path, xml, len, &j), 200);

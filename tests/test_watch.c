@@ -98,23 +98,11 @@ static void assert_nothing_stored(const testserver_t *s, snapshot_t before)
     assert_int_equal(now.enrollments, before.enrollments);
 }
 
-static char *command_xml(const char *uuid, const char *rtype, plist_t *extra, size_t *len)
-{
-    plist_t *c = plist_new_dict();
-    plist_t *inner = extra ? extra : plist_new_dict();
-    plist_dict_set(inner, "RequestType", plist_new_string(rtype));
-    plist_dict_set(c, "Command", inner);
-    plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
-    char *xml = plist_to_xml(c, len);
-    plist_free(c);
-    return xml;
-}
-
 static long enqueue(const testserver_t *s, const char *id, const char *uuid, const char *rtype, plist_t *extra,
                     json_t **out)
 {
     size_t len;
-    char *xml = command_xml(uuid, rtype, extra, &len);
+    char *xml = testserver_command_xml(uuid, rtype, extra, &len);
     char *path = util_strdup_printf("/v1/enqueue/%s?nopush=1", id);
     long st = testserver_api(s, "", "PUT", path, xml, len, out);
     free(path);

@@ -306,3 +306,17 @@ devsim_t *testserver_devsim(const testserver_t *s, const char *udid, devsim_auth
     X509_free(cert);
     return d;
 }
+
+char *testserver_command_xml(const char *uuid, const char *rtype, plist_t *extra, size_t *len)
+{
+    plist_t *c = plist_new_dict();
+    plist_t *inner = extra ? extra : plist_new_dict();
+    if (rtype)
+        plist_dict_set(inner, "RequestType", plist_new_string(rtype));
+    plist_dict_set(c, "Command", inner);
+    if (uuid)
+        plist_dict_set(c, "CommandUUID", plist_new_string(uuid));
+    char *xml = plist_to_xml(c, len);
+    plist_free(c);
+    return xml;
+}

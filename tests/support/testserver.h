@@ -57,5 +57,9 @@ int testserver_device_identity(const testserver_t *s, const char *udid, EVP_PKEY
 /* A device simulator for `udid` speaking to this server with a fresh
  * identity from its CA (not yet enrolled). NULL on failure. */
 devsim_t *testserver_devsim(const testserver_t *s, const char *udid, devsim_auth_t auth);
+/* A command plist as an admin enqueues it: {CommandUUID, Command: {RequestType,
+ * ...extra}}. uuid or rtype NULL leaves that key out (refusal tests); extra
+ * (taken over, may be NULL) is the Command dict to start from. Heap XML. */
+char *testserver_command_xml(const char *uuid, const char *rtype, plist_t *extra, size_t *len);
 
 #endif
