@@ -85,6 +85,7 @@ section scale_sqlite "next-command latency, $scale_n enrollments x 10 pending co
 field() { awk -v w="$2" -v c="$3" '$1 == w && NF == 6 { v = $c } END { print (v == "" ? "?" : v) }' "$out/$1"; }
 rate() { awk '/^store/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) " s, " $(i + 1) "/s" }' "$out/$1"; }
 http() { awk '/^http   PUT/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) " s, " $(i + 1) "/s" }' "$out/$1"; }
+fleet() { awk '/^fleet/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) " s, " $(i + 1) "/s" }' "$out/$1"; }
 scale() { awk -v c="$2" '$1 ~ /^[0-9]+$/ && NF == 5 { v = $c } END { print (v == "" ? "?" : v) }' "$out/$1"; }
 populated() { sed -n 's/^populated to [0-9]* in \([0-9]*\) s$/\1 s/p' "$out/$1" | tail -n 1; }
 echo
@@ -102,6 +103,8 @@ printf '%-52s | %16s | %16s | %16s\n' "server CPU s per 1,000 MDM round trips" \
 printf '%-52s | %16s | %16s | %16s\n' "enqueue to $fan_n: store op, one call" "$(rate fan_sqlite)" "$(rate fan_pg)" ""
 printf '%-52s | %16s | %16s | %16s\n' "enqueue to $fan_n: admin API, calls of $fan_batch ids" \
     "$(http fan_sqlite)" "$(http fan_pg)" ""
+printf '%-52s | %16s | %16s | %16s\n' "enqueue to $fan_n: admin API, one ?all=1 call" \
+    "$(fleet fan_sqlite)" "$(fleet fan_pg)" ""
 printf '%-52s | %16s | %16s | %16s\n' "$((scale_n * 10)) queued: next-command lookup us/op" \
     "$(scale scale_sqlite 3)" "$(scale scale_pg 3)" ""
 printf '%-52s | %16s | %16s | %16s\n' "$((scale_n * 10)) queued: ack + next p50 / p99 us" \
