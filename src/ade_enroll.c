@@ -365,6 +365,7 @@ void ade_enroll_handle(worker_t *w, const http_request_t *req, http_response_t *
         return;
     }
     HTTP_LOG(resp, log_id, mi.udid);
-    enroll(w, req, &mi, resp);
+    if (enroll_identity_ok(w, "/enroll/ade", mi.udid, resp))
+        enroll(w, req, &mi, resp);
     machineinfo_free(&mi);
 }

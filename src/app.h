@@ -52,11 +52,16 @@ typedef struct {
     const app_t *app;
     store_t *store; /* this worker thread's own handle */
     int id;
-    struct ratelimit *enroll_limit; /* shared by all workers (ratelimit.h); NULL = no limit */
+    struct ratelimit *enroll_limit;   /* per client address, shared by all workers (ratelimit.h); NULL = no limit */
+    struct ratelimit *identity_limit; /* per enrolling identity, likewise */
 } worker_t;
 
 /* Routes one request to its handler (router.c). */
 void app_route(worker_t *w, const http_request_t *req, http_response_t *resp);
+/* The per-identity limit on enrollment (router.c): handlers call it once
+ * they have verified who is enrolling (`identity`: a MachineInfo UDID, a
+ * SCEP signer's SHA-256). 1 = go on; 0 = answered 429 with Retry-After. */
+int enroll_identity_ok(worker_t *w, const char *endpoint, const char *identity, http_response_t *resp);
 
 /* Handlers. */
 void mdm_checkin_handle(worker_t *w, const http_request_t *req, http_response_t *resp);

@@ -50,6 +50,8 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_ENROLL_RATE,
     OPT_ENROLL_BURST,
+    OPT_ENROLL_IDENTITY_RATE,
+    OPT_ENROLL_IDENTITY_BURST,
     OPT_TRUSTED_PROXY,
     OPT_ADE_AUTH,
     OPT_ADE_AUTH_NONCE_TTL,
@@ -147,6 +149,11 @@ static const struct setting {
      "(default 50/s; 0 = no limit)"},
     {"enroll-burst", 1, OPT_ENROLL_BURST, "ORCHARD_ENROLL_BURST", "N",
      "requests a client address may send at once before --enroll-rate applies (default 200)"},
+    {"enroll-identity-rate", 1, OPT_ENROLL_IDENTITY_RATE, "ORCHARD_ENROLL_IDENTITY_RATE", "N[/s|/m|/h]",
+     "requests per enrolling identity (the signed MachineInfo's UDID on /enroll*, the SCEP message's signer "
+     "certificate on /scep), from any address; over it: 429 (default 1/m; 0 = no limit)"},
+    {"enroll-identity-burst", 1, OPT_ENROLL_IDENTITY_BURST, "ORCHARD_ENROLL_IDENTITY_BURST", "N",
+     "requests one identity may send at once before --enroll-identity-rate applies (default 20)"},
     {"trusted-proxy", 1, OPT_TRUSTED_PROXY, "ORCHARD_TRUSTED_PROXY", "ADDR[,ADDR...]",
      "reverse proxies whose X-Forwarded-For (its last entry) names the client for rate limits; "
      "without it the header is ignored"},
@@ -419,6 +426,15 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->enroll_burst = (int)n;
         break;
+    case OPT_ENROLL_IDENTITY_RATE:
+        if (parse_rate(s->flag, v, &c->enroll_identity_rate))
+            return -1;
+        break;
+    case OPT_ENROLL_IDENTITY_BURST:
+        if (parse_long(s->flag, v, 1, 100000, &n))
+            return -1;
+        c->enroll_identity_burst = (int)n;
+        break;
     case OPT_TRUSTED_PROXY:
         if (valid_address_list(s->flag, v))
             return -1;
@@ -488,6 +504,8 @@ int config_parse(config_t *c, int argc, char **argv)
      * endpoints, not bursts of real devices. */
     c->enroll_rate = 50;
     c->enroll_burst = 200;
+    c->enroll_identity_rate = 1.0 / 60;
+    c->enroll_identity_burst = 20;
     c->ade_auth_nonce_ttl = 300;
     c->ade_sync_interval = 1800;
 

@@ -48,6 +48,8 @@ typedef struct {
     int max_connections;      /* open TLS connections across all workers, default 4096 */
     double enroll_rate;       /* /enroll and /scep requests per second per client address; 0 = no limit */
     int enroll_burst;         /* bucket size of that limit, default 200 */
+    double enroll_identity_rate; /* the same per enrolling identity (MachineInfo UDID, SCEP signer); 0 = off */
+    int enroll_identity_burst;   /* bucket size of that limit, default 20 */
     char *trusted_proxies;    /* comma-separated addresses whose X-Forwarded-For names the client; NULL = none */
     /* ADE configuration URL (POST /enroll/ade, ade_enroll.c) */
     char *ade_auth;           /* Digest user file (user:realm:HA1); NULL = no authentication */

@@ -303,6 +303,10 @@ static void enroll_post(worker_t *w, const http_request_t *req, http_response_t 
         return;
     }
     HTTP_LOG(resp, log_id, mi.udid);
+    if (!enroll_identity_ok(w, "/enroll", mi.udid, resp)) {
+        machineinfo_free(&mi);
+        return;
+    }
     if (app->cfg->admission_known) {
         int rc = s->ops->device_allowed ? s->ops->device_allowed(s, mi.udid, mi.serial) : STORE_ERR;
         if (rc == STORE_NOTFOUND) {

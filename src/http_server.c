@@ -730,11 +730,12 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *ss
 }
 
 static int worker_setup(worker_thread_t *wt, const app_t *app, SSL_CTX *ssl_ctx, int id, conn_guard_t *guard,
-                        ratelimit_t *enroll_limit, char **err)
+                        ratelimit_t *enroll_limit, ratelimit_t *identity_limit, char **err)
 {
     wt->w.app = app;
     wt->w.id = id;
     wt->w.enroll_limit = enroll_limit;
+    wt->w.identity_limit = identity_limit;
     wt->ssl_ctx = ssl_ctx;
     wt->guard = guard;
     wt->w.store = store_open(app->cfg->db, err);
@@ -847,20 +848,24 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
     int n = cfg->workers;
     worker_thread_t *workers = calloc((size_t)n, sizeof *workers);
     conn_guard_t *guard = calloc(1, sizeof *guard);
-    ratelimit_t *enroll_limit = NULL;
+    ratelimit_t *enroll_limit = NULL, *identity_limit = NULL;
     if (cfg->enroll_rate > 0)
         enroll_limit = ratelimit_new(cfg->enroll_rate, cfg->enroll_burst, ENROLL_LIMIT_KEYS);
-    if (!workers || !guard || (cfg->enroll_rate > 0 && !enroll_limit)) {
+    if (cfg->enroll_identity_rate > 0)
+        identity_limit = ratelimit_new(cfg->enroll_identity_rate, cfg->enroll_identity_burst, ENROLL_LIMIT_KEYS);
+    if (!workers || !guard || (cfg->enroll_rate > 0 && !enroll_limit) ||
+        (cfg->enroll_identity_rate > 0 && !identity_limit)) {
         free(workers);
         free(guard);
         ratelimit_free(enroll_limit);
+        ratelimit_free(identity_limit);
         return -1;
     }
     guard_init(guard, cfg);
     int rc = 0;
     for (int i = 0; i < n; i++) {
         char *err = NULL;
-        if (worker_setup(&workers[i], app, ssl_ctx, i, guard, enroll_limit, &err) != 0) {
+        if (worker_setup(&workers[i], app, ssl_ctx, i, guard, enroll_limit, identity_limit, &err) != 0) {
             log_error("startup failed: %s", err ? err : "unknown error");
             free(err);
             rc = -1;
@@ -890,6 +895,7 @@ int http_server_run(const app_t *app, SSL_CTX *ssl_ctx)
     guard_destroy(guard);
     free(guard);
     ratelimit_free(enroll_limit);
+    ratelimit_free(identity_limit);
     libevent_global_shutdown();
     return rc;
 }
@@ -909,7 +915,7 @@ http_local_worker_t *http_local_worker_new(const app_t *app, SSL_CTX *ssl_ctx, c
         return NULL;
     }
     guard_init(&lw->guard, app->cfg);
-    if (worker_setup(&lw->wt, app, ssl_ctx, 0, &lw->guard, NULL, err) != 0) {
+    if (worker_setup(&lw->wt, app, ssl_ctx, 0, &lw->guard, NULL, NULL, err) != 0) {
         http_local_worker_free(lw);
         return NULL;
     }

@@ -1,6 +1,9 @@
 /* Maps request paths to handlers. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 #include "app.h"
 #include "ratelimit.h"
@@ -59,6 +62,36 @@ static int enroll_rate_ok(worker_t *w, const http_request_t *req, http_response_
     http_refuse(resp, 429, 0, "rate limit: %s sent more than %g requests/s (burst %d) to %s; retry in %d s",
                 req->client ? req->client : req->remote ? req->remote : "-", cfg->enroll_rate, cfg->enroll_burst,
                 endpoint, retry);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry);
+    http_add_header(resp, "Retry-After", ra);
+    return 0;
+}
+
+/* A client-address limit alone does not hold a device identity: a captured
+ * MachineInfo blob or SCEP key replayed from many addresses would pass it.
+ * So each verified identity gets a bucket of its own too
+ * (--enroll-identity-rate, --enroll-identity-burst), keyed by a hash of
+ * endpoint and identity so a long identity cannot be cut into another's. */
+int enroll_identity_ok(worker_t *w, const char *endpoint, const char *identity, http_response_t *resp)
+{
+    if (!w->identity_limit || !identity || !*identity)
+        return 1;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char *material = util_strdup_printf("%s|%s", endpoint, identity);
+    if (!material)
+        return 1; /* a limiter must not turn into an outage */
+    SHA256((const unsigned char *)material, strlen(material), md);
+    free(material);
+    char key[RATELIMIT_KEY_MAX] = "id:";
+    for (int i = 0; i < 16; i++)
+        snprintf(key + 3 + 2 * i, sizeof key - 3 - 2 * (size_t)i, "%02x", md[i]);
+    int retry = 1;
+    if (ratelimit_take(w->identity_limit, key, util_now_us(), &retry) == 0)
+        return 1;
+    const config_t *cfg = w->app->cfg;
+    http_refuse(resp, 429, 0, "rate limit: identity %.100s sent more than %g requests/min (burst %d) to %s; retry in %d s",
+                identity, cfg->enroll_identity_rate * 60, cfg->enroll_identity_burst, endpoint, retry);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry);
     http_add_header(resp, "Retry-After", ra);

@@ -22,6 +22,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "app.h"
 #include "log.h"
@@ -287,6 +290,18 @@ static int record_cert(worker_t *w, X509 *cert, const char *enrollment_id, char 
     return rc;
 }
 
+/* Hex SHA-256 of the certificate's public key. 0, or -1. */
+static int signer_key_id(X509 *signer, char out[2 * SHA256_DIGEST_LENGTH + 1])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned int n = 0;
+    if (!signer || X509_pubkey_digest(signer, EVP_sha256(), md, &n) != 1 || n != SHA256_DIGEST_LENGTH)
+        return -1;
+    for (unsigned int i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 static void pki_operation(worker_t *w, const unsigned char *msg, size_t len, http_response_t *resp)
 {
     const app_t *app = w->app;
@@ -312,6 +327,12 @@ static void pki_operation(worker_t *w, const unsigned char *msg, size_t len, htt
         goto out;
     }
     log_safe(resp->log_id, sizeof resp->log_id, r.cn);
+    /* The identity is the signer's key: the device's current identity for a
+     * renewal, its request key for a first enrollment (whose self-signed
+     * certificate a client may remake at will; the key it keeps). */
+    char signer_key[2 * SHA256_DIGEST_LENGTH + 1];
+    if (signer_key_id(r.signer, signer_key) == 0 && !enroll_identity_ok(w, "/scep", signer_key, resp))
+        goto out;
 
     scep_fail_t fail = SCEP_FAIL_BAD_REQUEST;
     int rc = r.message_type == SCEP_MSG_PKCSREQ ? check_challenge(w, &r, &enrollment_id, why, sizeof why)

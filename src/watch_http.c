@@ -205,6 +205,10 @@ void watch_http_handle(worker_t *w, const http_request_t *req, http_response_t *
         return;
     }
     HTTP_LOG(resp, log_id, mi.udid);
+    if (!enroll_identity_ok(w, "/enroll/watch", mi.udid, resp)) {
+        machineinfo_free(&mi);
+        return;
+    }
     if (!mi.pairing_token || mi.pairing_token_len == 0)
         refuse_token_missing(w, &mi, resp);
     else

@@ -1001,8 +1001,10 @@ static int setup(void **state)
     fclose(f);
     const char *args[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--org-name", "ADE Org",
                           "--ade-min-os", "17.4", "--ade-min-build", "21E219", NULL};
+    /* test_ade_digest probes Digest with one device's MachineInfo some 30
+     * times; the per-identity limit would stop it (test_limits.c tests it). */
     const char *args_auth[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--ade-auth", users_path,
-                               "--ade-auth-nonce-ttl", "3", NULL};
+                               "--ade-auth-nonce-ttl", "3", "--enroll-identity-rate", "0", NULL};
     if (testserver_start(&srv, args) != 0 || testserver_start(&srv_auth, args_auth) != 0)
         return -1;
     return 0;

@@ -22,10 +22,15 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 
+#include "testpki.h"
+#include "testscep.h"
 #include "testserver.h"
 #include "util.h"
+#include "watchsim.h"
 
 #define TIMEOUT_S 3
 #define MAX_CONN 6
@@ -359,6 +364,103 @@ static void test_trusted_proxy_forwarded_address(void **state)
     assert_int_equal(testserver_stop(&px), 0);
 }
 
+/* POST body to path with X-Forwarded-For: addr (the server trusts the
+ * loopback proxy), on a new TLS connection; the status. */
+static int post_from(const testserver_t *s, const char *path, const char *addr, const void *body, size_t len,
+                     char *head, size_t hlen)
+{
+    char *hdr = util_strdup_printf("POST %s HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: %s\r\n"
+                                   "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n"
+                                   "Connection: close\r\n\r\n",
+                                   path, addr, len);
+    size_t hl = strlen(hdr);
+    char *raw = malloc(hl + len);
+    memcpy(raw, hdr, hl);
+    memcpy(raw + hl, body, len);
+    int st = request(s, raw, hl + len, head, hlen);
+    free(raw);
+    free(hdr);
+    return st;
+}
+
+/* One identity is limited whatever address it comes from: a signed
+ * MachineInfo's UDID on /enroll (and /enroll/watch, its own bucket), a SCEP
+ * request's key on /scep. Every request here comes from a new address, so
+ * the address limit never applies. */
+static void test_enroll_identity_rate_limit(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/orchard-idlimit-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(testpki_make_ca(dir, "appleca"), 0);
+    char *ca_pem = util_strdup_printf("%s/appleca.pem", dir), *ca_key = util_strdup_printf("%s/appleca.key", dir);
+    testserver_t px;
+    const char *args[] = {"--trusted-proxy", "127.0.0.1", "--machineinfo-ca", ca_pem, "--enroll-identity-rate",
+                          "1/h", "--enroll-identity-burst", "2", NULL};
+    assert_int_equal(testserver_start(&px, args), 0);
+    char head[4096], addr[32];
+    int n = 0;
+
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    assert_int_equal(testpki_issue_device_identity(ca_pem, ca_key, "device identity", &key, &cert), 0);
+    size_t len = 0, len2 = 0;
+    unsigned char *mi = watchsim_machineinfo(cert, key, "UDID-IDLIMIT-1", "SERIAL-1", NULL, 0, &len);
+    unsigned char *mi2 = watchsim_machineinfo(cert, key, "UDID-IDLIMIT-2", "SERIAL-2", NULL, 0, &len2);
+    assert_non_null(mi);
+    assert_non_null(mi2);
+    for (int i = 0; i < 2; i++) {
+        snprintf(addr, sizeof addr, "198.51.100.%d", ++n);
+        assert_int_not_equal(post_from(&px, "/enroll", addr, mi, len, head, sizeof head), 429);
+    }
+    snprintf(addr, sizeof addr, "198.51.100.%d", ++n);
+    assert_int_equal(post_from(&px, "/enroll", addr, mi, len, head, sizeof head), 429);
+    assert_non_null(strstr(head, "Retry-After: "));
+    assert_true(testserver_log_contains(&px, "rate limit: identity UDID-IDLIMIT-1 sent more than"));
+    /* Another device, and the same device on another endpoint, are not held. */
+    snprintf(addr, sizeof addr, "198.51.100.%d", ++n);
+    assert_int_not_equal(post_from(&px, "/enroll", addr, mi2, len2, head, sizeof head), 429);
+    snprintf(addr, sizeof addr, "198.51.100.%d", ++n);
+    assert_int_not_equal(post_from(&px, "/enroll/watch", addr, mi, len, head, sizeof head), 429);
+    free(mi);
+    free(mi2);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+
+    /* SCEP: the same request key, its self-signed certificate made anew each
+     * time, then a new key. */
+    X509 *server_ca = NULL;
+    FILE *f = fopen(px.ca_path, "r");
+    assert_non_null(f);
+    server_ca = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(server_ca);
+    EVP_PKEY *rkey = EVP_RSA_gen(2048);
+    assert_non_null(rkey);
+    for (int i = 0; i < 4; i++) {
+        testscep_opts_t o = {.cn = "UDID-IDLIMIT-SCEP", .challenge = "not-a-challenge", .key = i < 3 ? rkey : NULL};
+        testscep_request_t rq;
+        char err[256];
+        assert_int_equal(testscep_build_request(&o, server_ca, &rq, err, sizeof err), 0);
+        snprintf(addr, sizeof addr, "203.0.113.%d", ++n);
+        int st = post_from(&px, "/scep?operation=PKIOperation", addr, rq.der, rq.der_len, head, sizeof head);
+        if (i == 2)
+            assert_int_equal(st, 429);
+        else
+            assert_int_not_equal(st, 429); /* a CertRep (FAILURE: bad challenge) */
+        testscep_request_free(&rq);
+    }
+    EVP_PKEY_free(rkey);
+    X509_free(server_ca);
+    assert_true(testserver_log_contains(&px, "to /scep; retry in"));
+    assert_int_equal(testserver_stop(&px), 0);
+    char *rm = util_strdup_printf("rm -rf '%s'", dir);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(ca_pem);
+    free(ca_key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_header_and_body_caps),
         cmocka_unit_test(test_enroll_rate_limit),
         cmocka_unit_test(test_trusted_proxy_forwarded_address),
+        cmocka_unit_test(test_enroll_identity_rate_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
