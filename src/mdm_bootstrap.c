@@ -109,19 +109,25 @@ void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm
     }
     int64_t now = util_now();
     int rc;
-    const char *event;
+    const char *event = "bootstrap_token_escrowed", *what = "bootstrap token escrowed";
     if (token && len > 0) {
         size_t sealed_len = 0;
         unsigned char *sealed = seal(w->app->escrow_key, aad, token, len, &sealed_len);
-        rc = sealed ? s->ops->setting_put(s, name, sealed, sealed_len, now) : STORE_ERR;
+        if (!sealed) {
+            free(name);
+            free(aad);
+            http_refuse(resp, 503, 0, "SetBootstrapToken: cannot seal the token (out of memory)");
+            return;
+        }
+        rc = s->ops->setting_put(s, name, sealed, sealed_len, now);
         free(sealed);
-        event = "bootstrap_token_escrowed";
     } else {
         /* Missing or empty: the Mac asks orchard to forget it. */
         rc = s->ops->setting_delete(s, name);
         if (rc == STORE_NOTFOUND)
             rc = STORE_OK;
         event = "bootstrap_token_removed";
+        what = "bootstrap token removed";
     }
     free(name);
     free(aad);
@@ -131,8 +137,7 @@ void mdm_checkin_set_bootstrap_token(worker_t *w, const http_request_t *req, mdm
     }
     if (s->ops->event_add(s, m->device_id, event, NULL, now) != STORE_OK)
         log_warn("bootstrap token of %s: cannot log the event: %s", m->device_id, s->ops->errmsg(s));
-    log_info("%s: %s", m->device_id, strcmp(event, "bootstrap_token_removed") == 0 ? "bootstrap token removed"
-                                                                                    : "bootstrap token escrowed");
+    log_info("%s: %s", m->device_id, what);
     http_reply(resp, 200, NULL, NULL, 0);
 }
 
