@@ -8,11 +8,11 @@
  *   1. the SERIAL must be a device Apple's device sync assigned to one of
  *      orchard's ADE server tokens (ade_device_get) and not since released
  *      ("deleted"): otherwise 403 com.apple.unrecognized.device (JSON);
- *   2. with --ade-min-os, OS_VERSION must be at least that version:
- *      otherwise 403 com.apple.softwareupdate.required with details
- *      {OSVersion, BuildVersion (--ade-min-build)}; the device updates and
- *      POSTs again. A device without OS_VERSION (before iOS 17 / macOS 14)
- *      is below any minimum;
+ *   2. with --ade-min-os, OS_VERSION must be at least the minimum for the
+ *      device's platform (ade_min_os.h): otherwise 403
+ *      com.apple.softwareupdate.required with details {OSVersion,
+ *      BuildVersion}; the device updates and POSTs again. A device without
+ *      OS_VERSION (before iOS 17 / macOS 14) is below any minimum;
  *   3. with --ade-auth, HTTP Digest (digest_auth.h): 401 with the
  *      challenge; the body is shown above the user name/password prompt,
  *      so it is a sentence for people, while the reason goes to the log.
@@ -36,7 +36,6 @@
  */
 #include "ade_enroll.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,55 +52,6 @@
 
 #define UNRECOGNIZED_DEVICE "com.apple.unrecognized.device"
 #define SOFTWARE_UPDATE_REQUIRED "com.apple.softwareupdate.required"
-
-/* ---- versions ------------------------------------------------------------------ */
-
-int ade_os_version_valid(const char *v)
-{
-    int parts = 0;
-    while (*v) {
-        size_t digits = strspn(v, "0123456789");
-        if (digits == 0 || digits > 5 || ++parts > 4)
-            return 0;
-        v += digits;
-        if (*v == '.') {
-            v++;
-            if (!*v)
-                return 0;
-        } else if (*v) {
-            return 0;
-        }
-    }
-    return parts > 0;
-}
-
-/* Next numeric component of a dotted version; 0 once the digits run out. */
-static long next_component(const char **p)
-{
-    const char *s = *p;
-    if (!isdigit((unsigned char)*s))
-        return 0;
-    long v = 0;
-    while (isdigit((unsigned char)*s)) {
-        if (v < 1000000)
-            v = v * 10 + (*s - '0');
-        s++;
-    }
-    if (*s == '.' && isdigit((unsigned char)s[1]))
-        s++;
-    *p = s;
-    return v;
-}
-
-int ade_os_version_cmp(const char *a, const char *b)
-{
-    for (int i = 0; i < 8; i++) {
-        long x = next_component(&a), y = next_component(&b);
-        if (x != y)
-            return x < y ? -1 : 1;
-    }
-    return 0;
-}
 
 /* ---- refusals ---------------------------------------------------------------- */
 
@@ -120,23 +70,22 @@ static void refuse_unrecognized(worker_t *w, const machineinfo_t *mi, const char
              mi->udid, why, UNRECOGNIZED_DEVICE);
 }
 
-static void refuse_old_os(worker_t *w, const machineinfo_t *mi, http_response_t *resp)
+static void refuse_old_os(worker_t *w, const machineinfo_t *mi, const ade_min_os_t *min, http_response_t *resp)
 {
-    const config_t *cfg = w->app->cfg;
     char message[256];
-    snprintf(message, sizeof message, "Update this device to %s or later to enroll it in %s.", cfg->ade_min_os,
-             org_of(w));
-    json_t *details = json_pack("{s:s}", "OSVersion", cfg->ade_min_os);
-    if (details && cfg->ade_min_build)
-        json_object_set_new(details, "BuildVersion", json_string(cfg->ade_min_build));
+    snprintf(message, sizeof message, "Update this device to %s%s%s or later to enroll it in %s.", min->platform,
+             min->platform[0] ? " " : "", min->version, org_of(w));
+    json_t *details = json_pack("{s:s}", "OSVersion", min->version);
+    if (details && min->build[0])
+        json_object_set_new(details, "BuildVersion", json_string(min->build));
     http_reply_json(resp, 403,
                     json_pack("{s:s,s:s,s:s,s:o}", "code", SOFTWARE_UPDATE_REQUIRED, "description",
                               "the OS version is below the server's minimum for enrollment", "message", message,
                               "details", details));
     util_set_err(resp->log_problem, sizeof resp->log_problem,
-             "ADE: serial %.64s runs OS %.32s (build %.32s), below --ade-min-os %.32s: %s%s", mi->serial,
-             mi->os_version ? mi->os_version : "unknown (no OS_VERSION)", mi->version, cfg->ade_min_os,
-             SOFTWARE_UPDATE_REQUIRED,
+             "ADE: serial %.64s runs OS %.32s (build %.32s), below the minimum %s%s%s (--ade-min-os): %s%s",
+             mi->serial, mi->os_version ? mi->os_version : "unknown (no OS_VERSION)", mi->version, min->version,
+             min->platform[0] ? " for " : "", min->platform, SOFTWARE_UPDATE_REQUIRED,
              mi->mdm_can_request_software_update ? "" : " (device did not say it can update during setup)");
 }
 
@@ -283,9 +232,10 @@ static void enroll(worker_t *w, const http_request_t *req, const machineinfo_t *
         refuse_unrecognized(w, mi, "was released from this MDM server (deleted in Apple's device sync)", resp);
         goto out;
     }
-    if (app->cfg->ade_min_os &&
-        (!mi->os_version || ade_os_version_cmp(mi->os_version, app->cfg->ade_min_os) < 0)) {
-        refuse_old_os(w, mi, resp);
+    ade_min_os_t min;
+    if (ade_min_os_for(app->cfg->ade_min_os, app->cfg->ade_min_build, mi->product, &min) &&
+        (!mi->os_version || ade_os_version_cmp(mi->os_version, min.version) < 0)) {
+        refuse_old_os(w, mi, &min, resp);
         goto out;
     }
     char user[128] = "";

@@ -4,20 +4,12 @@
 #ifndef ORCHARD_ADE_ENROLL_H
 #define ORCHARD_ADE_ENROLL_H
 
+#include "ade_min_os.h"
 #include "store.h"
 
 /* Settings-table name prefix of the "enrolled through ADE" fact, followed
  * by the UDID (see ade_enroll.c). */
 #define ADE_ENROLLED_SETTING "ade.enrolled."
-
-/* An OS version as --ade-min-os takes it: 1 to 4 dot-separated decimal
- * components, each at most 5 digits ("17", "17.4", "14.6.1"). */
-int ade_os_version_valid(const char *v);
-
-/* Numeric comparison of dotted versions, missing components counting as 0
- * (17.4 < 17.10, 17 == 17.0). Anything after the leading digits and dots
- * (" (a)") is ignored. <0, 0, >0. */
-int ade_os_version_cmp(const char *a, const char *b);
 
 /* After a successful Authenticate of a device channel (mdm_checkin.c): if
  * the device got its profile from the configuration URL, records that it is

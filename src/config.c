@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ade_enroll.h"
+#include "ade_min_os.h"
 #include "util.h"
 
 enum {
@@ -162,11 +162,12 @@ static const struct setting {
      "file of user:realm:HA1 lines (htdigest format; re-read when it changes); unset = no authentication"},
     {"ade-auth-nonce-ttl", 1, OPT_ADE_AUTH_NONCE_TTL, "ORCHARD_ADE_AUTH_NONCE_TTL", "SECONDS",
      "lifetime of a Digest nonce on the ADE configuration URL (default 300)"},
-    {"ade-min-os", 1, OPT_ADE_MIN_OS, "ORCHARD_ADE_MIN_OS", "VERSION",
-     "refuse ADE enrollment below this OS version (e.g. 17.4) with com.apple.softwareupdate.required, so "
-     "the device updates in Setup Assistant first (default: any version)"},
+    {"ade-min-os", 1, OPT_ADE_MIN_OS, "ORCHARD_ADE_MIN_OS", "SPEC",
+     "refuse ADE enrollment below this OS with com.apple.softwareupdate.required, so the device updates in "
+     "Setup Assistant first: a version for every platform (17.4) and/or per platform "
+     "(iOS:17.4:21E219,macOS:14.6; iOS, macOS, tvOS, visionOS, watchOS) (default: any version)"},
     {"ade-min-build", 1, OPT_ADE_MIN_BUILD, "ORCHARD_ADE_MIN_BUILD", "BUILD",
-     "build version named with --ade-min-os in the software update request (e.g. 21E219)"},
+     "build named with the bare --ade-min-os version in the software update request (e.g. 21E219)"},
     {"ade-url", 1, OPT_ADE_URL, "ORCHARD_ADE_URL", "URL",
      "Apple's device enrollment services for ADE (default https://mdmenrollment.apple.com)"},
     {"ade-ca", 1, OPT_ADE_CA, "ORCHARD_ADE_CA", "FILE",
@@ -446,15 +447,18 @@ static int apply(config_t *c, const struct setting *s, const char *v)
             return -1;
         c->ade_auth_nonce_ttl = n;
         break;
-    case OPT_ADE_MIN_OS:
-        if (!ade_os_version_valid(v)) {
-            fprintf(stderr, "orchard serve: --ade-min-os must be a version like 17.4 or 14.6.1 (got '%s')\n", v);
+    case OPT_ADE_MIN_OS: {
+        char why[160];
+        if (ade_min_os_check(v, why, sizeof why) != 0) {
+            fprintf(stderr,
+                    "orchard serve: --ade-min-os: %s (got '%s'; e.g. 17.4, or iOS:17.4:21E219,macOS:14.6)\n", why, v);
             return -1;
         }
         set_str(&c->ade_min_os, v);
         break;
+    }
     case OPT_ADE_MIN_BUILD:
-        if (!*v || strlen(v) > 32 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(v)) {
+        if (!ade_os_build_valid(v)) {
             fprintf(stderr, "orchard serve: --ade-min-build must be a build like 21E219 (got '%s')\n", v);
             return -1;
         }

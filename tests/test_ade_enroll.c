@@ -183,13 +183,13 @@ static void signer_free(signer_t *s)
 }
 
 /* os NULL: no OS_VERSION (before iOS 17). */
-static unsigned char *machineinfo(const signer_t *sg, const char *udid, const char *serial, const char *os,
-                                  size_t *len)
+static unsigned char *machineinfo_of(const signer_t *sg, const char *product, const char *udid, const char *serial,
+                                     const char *os, size_t *len)
 {
     plist_t *d = plist_new_dict();
     plist_dict_set(d, "UDID", plist_new_string(udid));
     plist_dict_set(d, "SERIAL", plist_new_string(serial));
-    plist_dict_set(d, "PRODUCT", plist_new_string("iPhone16,1"));
+    plist_dict_set(d, "PRODUCT", plist_new_string(product));
     plist_dict_set(d, "VERSION", plist_new_string("21E236"));
     if (os)
         plist_dict_set(d, "OS_VERSION", plist_new_string(os));
@@ -212,6 +212,13 @@ static unsigned char *machineinfo(const signer_t *sg, const char *udid, const ch
     BIO_free(in);
     free(xml);
     return copy;
+}
+
+/* An iPhone's. */
+static unsigned char *machineinfo(const signer_t *sg, const char *udid, const char *serial, const char *os,
+                                  size_t *len)
+{
+    return machineinfo_of(sg, "iPhone16,1", udid, serial, os, len);
 }
 
 typedef struct {
@@ -537,7 +544,7 @@ static void test_ade_refusals(void **state)
     /* 17.3.1 < 17.4: software update required, with the build. */
     mi = machineinfo(&sg, "ADE-UDID-X3", "ADE-SERIAL-OLD", "17.3.1", &len);
     expect_refused(&srv, mi, len, 403,
-                   "ADE: serial ADE-SERIAL-OLD runs OS 17.3.1 (build 21E236), below --ade-min-os 17.4: "
+                   "ADE: serial ADE-SERIAL-OLD runs OS 17.3.1 (build 21E236), below the minimum 17.4 for iOS (--ade-min-os): "
                    "com.apple.softwareupdate.required",
                    &j);
     json_t *details = json_object_get(j, "details");
@@ -549,9 +556,39 @@ static void test_ade_refusals(void **state)
     /* No OS_VERSION at all (iOS 16): below any minimum. */
     mi = machineinfo(&sg, "ADE-UDID-X4", "ADE-SERIAL-OLD", NULL, &len);
     expect_refused(&srv, mi, len, 403,
-                   "ADE: serial ADE-SERIAL-OLD runs OS unknown (no OS_VERSION) (build 21E236), below --ade-min-os 17.4: "
+                   "ADE: serial ADE-SERIAL-OLD runs OS unknown (no OS_VERSION) (build 21E236), below the minimum 17.4 for iOS "
+                   "(--ade-min-os): "
                    "com.apple.softwareupdate.required",
                    &j);
+    json_decref(j);
+    free(mi);
+
+    /* Per platform: a Mac has its own minimum (with its build), so a Mac on
+     * 15.1 enrolls although 15.1 < 17.4; an Apple TV falls under the bare
+     * minimum for every platform not named. */
+    ade_assign(&srv, "ADE-SERIAL-MAC", NULL, 0);
+    mi = machineinfo_of(&sg, "Mac14,2", "ADE-UDID-M1", "ADE-SERIAL-MAC", "14.5", &len);
+    expect_refused(&srv, mi, len, 403,
+                   "ADE: serial ADE-SERIAL-MAC runs OS 14.5 (build 21E236), below the minimum 14.6 for macOS "
+                   "(--ade-min-os): com.apple.softwareupdate.required",
+                   &j);
+    details = json_object_get(j, "details");
+    assert_string_equal(json_string_value(json_object_get(details, "OSVersion")), "14.6");
+    assert_string_equal(json_string_value(json_object_get(details, "BuildVersion")), "23G80");
+    assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "macOS 14.6"));
+    json_decref(j);
+    free(mi);
+    mi = machineinfo_of(&sg, "Mac14,2", "ADE-UDID-M2", "ADE-SERIAL-MAC", "15.1", &len);
+    reply_t ok = post_ade(&srv, mi, len, NULL, NULL, NULL);
+    assert_int_equal(ok.status, 200);
+    reply_free(&ok);
+    free(mi);
+    ade_assign(&srv, "ADE-SERIAL-TV", NULL, 0);
+    mi = machineinfo_of(&sg, "AppleTV14,1", "ADE-UDID-T1", "ADE-SERIAL-TV", "17.3", &len);
+    expect_refused(&srv, mi, len, 403, "below the minimum 17.4 for tvOS (--ade-min-os): com.apple.softwareupdate.required",
+                   &j);
+    details = json_object_get(j, "details");
+    assert_string_equal(json_string_value(json_object_get(details, "BuildVersion")), "21E219");
     json_decref(j);
     free(mi);
 
@@ -969,6 +1006,39 @@ static void test_os_versions(void **state)
     assert_false(ade_os_version_valid("17.4a"));
     assert_false(ade_os_version_valid("1.2.3.4.5"));
     assert_false(ade_os_version_valid(""));
+
+    /* --ade-min-os specs. */
+    char why[160];
+    assert_int_equal(ade_min_os_check("17.4", why, sizeof why), 0);
+    assert_int_equal(ade_min_os_check("iOS:17.4:21E219,macOS:14.6,tvos:17", why, sizeof why), 0);
+    assert_int_equal(ade_min_os_check("17.4,visionOS:1.2", why, sizeof why), 0);
+    assert_int_equal(ade_min_os_check("Android:14", why, sizeof why), -1);
+    assert_non_null(strstr(why, "unknown platform 'Android'"));
+    assert_int_equal(ade_min_os_check("iOS:17.4,ios:17.5", why, sizeof why), -1);
+    assert_non_null(strstr(why, "iOS is named twice"));
+    assert_int_equal(ade_min_os_check("17.4,18", why, sizeof why), -1);
+    assert_int_equal(ade_min_os_check("iOS:17.x", why, sizeof why), -1);
+    assert_int_equal(ade_min_os_check("iOS:17.4:21-E", why, sizeof why), -1);
+    assert_int_equal(ade_min_os_check("", why, sizeof why), -1);
+    assert_int_equal(ade_min_os_check(",", why, sizeof why), -1);
+    ade_min_os_t m;
+    assert_int_equal(ade_min_os_for("iOS:17.4:21E219,macOS:14.6", NULL, "iPad13,4", &m), 1);
+    assert_string_equal(m.platform, "iOS");
+    assert_string_equal(m.version, "17.4");
+    assert_string_equal(m.build, "21E219");
+    assert_int_equal(ade_min_os_for("iOS:17.4:21E219,macOS:14.6", NULL, "MacBookPro18,1", &m), 1);
+    assert_string_equal(m.version, "14.6");
+    assert_string_equal(m.build, "");
+    assert_int_equal(ade_min_os_for("iOS:17.4:21E219,macOS:14.6", NULL, "AppleTV14,1", &m), 0); /* not named */
+    assert_int_equal(ade_min_os_for("17,macOS:14.6", "21A329", "AppleTV14,1", &m), 1);
+    assert_string_equal(m.platform, "tvOS");
+    assert_string_equal(m.build, "21A329");
+    assert_int_equal(ade_min_os_for("17", NULL, "Something1,1", &m), 1); /* unknown product: the bare one */
+    assert_string_equal(m.platform, "");
+    assert_int_equal(ade_min_os_for(NULL, NULL, "iPhone16,1", &m), 0);
+    assert_string_equal(ade_platform_of("iMac21,1"), "macOS");
+    assert_string_equal(ade_platform_of("RealityDevice14,1"), "visionOS");
+    assert_null(ade_platform_of(NULL));
 }
 
 static int setup(void **state)
@@ -1000,7 +1070,7 @@ static int setup(void **state)
     fprintf(f, "# ADE enrollment users\nalice:%s:%s\nalice:%s:%s\nbob:%s:%s\n", REALM, a256, REALM, a5, REALM, b5);
     fclose(f);
     const char *args[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--org-name", "ADE Org",
-                          "--ade-min-os", "17.4", "--ade-min-build", "21E219", NULL};
+                          "--ade-min-os", "17.4,macOS:14.6:23G80", "--ade-min-build", "21E219", NULL};
     /* test_ade_digest probes Digest with one device's MachineInfo some 30
      * times; the per-identity limit would stop it (test_limits.c tests it). */
     const char *args_auth[] = {"--push-topic", TOPIC, "--machineinfo-ca", apple_pem, "--ade-auth", users_path,
